@@ -1,0 +1,136 @@
+//! The control protocol: `p2pctl` sends one command to `p2pd` over its Unix socket and reads
+//! one answer. The first (and only) request frame carries the version, so a `p2pctl` talking to
+//! a daemon of another version gets a clear "restart the daemon" instead of garbage.
+
+use crate::ErrorReply;
+use crate::frame::Message;
+use crate::tracker::{GroupInfo, LeftGroup};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Version of the control protocol.
+pub const CONTROL_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtlRequest {
+    pub v: u32,
+    pub cmd: CtlCommand,
+}
+
+impl CtlRequest {
+    pub fn new(cmd: CtlCommand) -> Self {
+        Self {
+            v: CONTROL_VERSION,
+            cmd,
+        }
+    }
+}
+
+impl Message for CtlRequest {
+    const VERSION: u32 = CONTROL_VERSION;
+    const PROTOCOL: &'static str = "control";
+}
+
+/// One command of `p2pctl`. Paths are absolute: `p2pctl` resolves them against its own
+/// working directory before sending.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum CtlCommand {
+    Status,
+    CreateUser {
+        user: String,
+        password: String,
+    },
+    Login {
+        user: String,
+        password: String,
+    },
+    Logout,
+    CreateGroup {
+        group: String,
+    },
+    JoinGroup {
+        group: String,
+    },
+    LeaveGroup {
+        group: String,
+    },
+    ListGroups,
+    ListRequests {
+        group: String,
+    },
+    AcceptRequest {
+        group: String,
+        user: String,
+    },
+    UploadFile {
+        group: String,
+        path: PathBuf,
+    },
+    ListFiles {
+        group: String,
+    },
+    DownloadFile {
+        group: String,
+        file: String,
+        destination: PathBuf,
+    },
+    ShowDownloads,
+    StopShare {
+        group: String,
+        file: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtlResponse {
+    pub v: u32,
+    pub result: Result<CtlReply, ErrorReply>,
+}
+
+impl CtlResponse {
+    pub fn new(result: Result<CtlReply, ErrorReply>) -> Self {
+        Self {
+            v: CONTROL_VERSION,
+            result,
+        }
+    }
+}
+
+impl Message for CtlResponse {
+    const VERSION: u32 = CONTROL_VERSION;
+    const PROTOCOL: &'static str = "control";
+}
+
+/// A successful answer to a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum CtlReply {
+    /// The command did what it says; `message` is a line for people.
+    Done {
+        message: String,
+    },
+    Status(DaemonStatus),
+    Groups {
+        groups: Vec<GroupInfo>,
+    },
+    Requests {
+        group: String,
+        users: Vec<String>,
+    },
+    Left(LeftGroup),
+}
+
+/// What `p2pctl status` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub version: String,
+    pub pid: u32,
+    pub user: Option<String>,
+    /// The tracker the daemon talks to now, if any answered.
+    pub tracker: Option<String>,
+    /// The last error talking to a tracker.
+    pub last_tracker_error: Option<String>,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+}

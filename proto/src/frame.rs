@@ -1,0 +1,273 @@
+//! Length-prefixed JSON frames.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes of JSON. Each protocol sets
+//! a hard maximum; a longer length prefix is an error before any of the body is read, so a peer
+//! cannot make us allocate more than that maximum. `recv` returns `Ok(None)` on a clean close
+//! between frames and an error on a close in the middle of one.
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::{Framed, LengthDelimitedCodec, LengthDelimitedCodecError};
+
+/// A message of one of the JSON protocols. `VERSION` is the protocol's version; every message
+/// carries it in its `v` field.
+pub trait Message: Serialize + DeserializeOwned {
+    const VERSION: u32;
+    /// The protocol's name, for error messages ("tracker", "control").
+    const PROTOCOL: &'static str;
+}
+
+/// Why a frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of more than {max} bytes refused")]
+    TooLarge { max: usize },
+    #[error("connection closed in the middle of a frame")]
+    Truncated,
+    #[error("{protocol} protocol version mismatch: got {got}, expected {expected}")]
+    VersionMismatch {
+        protocol: &'static str,
+        got: u64,
+        expected: u32,
+    },
+    #[error("malformed {protocol} message: {reason}")]
+    Malformed {
+        protocol: &'static str,
+        reason: String,
+    },
+    #[error("no frame within {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Builds the codec every JSON protocol uses.
+pub fn codec(max_frame: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_type::<u32>()
+        .max_frame_length(max_frame)
+        .new_codec()
+}
+
+/// Decodes one frame body: checks the version first, then parses the whole message.
+pub fn decode<T: Message>(body: &[u8]) -> Result<T, FrameError> {
+    #[derive(Deserialize)]
+    struct Probe {
+        v: u64,
+    }
+    let malformed = |e: serde_json::Error| FrameError::Malformed {
+        protocol: T::PROTOCOL,
+        reason: e.to_string(),
+    };
+    let probe: Probe = serde_json::from_slice(body).map_err(malformed)?;
+    if probe.v != u64::from(T::VERSION) {
+        return Err(FrameError::VersionMismatch {
+            protocol: T::PROTOCOL,
+            got: probe.v,
+            expected: T::VERSION,
+        });
+    }
+    serde_json::from_slice(body).map_err(malformed)
+}
+
+/// Encodes one message as a frame body.
+pub fn encode<T: Message>(msg: &T) -> Result<Bytes, FrameError> {
+    serde_json::to_vec(msg)
+        .map(Bytes::from)
+        .map_err(|e| FrameError::Malformed {
+            protocol: T::PROTOCOL,
+            reason: e.to_string(),
+        })
+}
+
+/// One connection speaking a JSON protocol: owns the framing, hands out whole messages.
+pub struct MessageStream<S> {
+    framed: Framed<S, LengthDelimitedCodec>,
+    max_frame: usize,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> MessageStream<S> {
+    pub fn new(io: S, max_frame: usize) -> Self {
+        Self {
+            framed: Framed::new(io, codec(max_frame)),
+            max_frame,
+        }
+    }
+
+    /// Reads the next message; `Ok(None)` when the peer closed cleanly between frames.
+    pub async fn recv<T: Message>(&mut self) -> Result<Option<T>, FrameError> {
+        match self.framed.next().await {
+            None => Ok(None),
+            Some(Ok(body)) => decode(&body).map(Some),
+            Some(Err(e)) => Err(self.classify(e)),
+        }
+    }
+
+    /// Like [`recv`](Self::recv), but gives up after `limit`.
+    pub async fn recv_timeout<T: Message>(
+        &mut self,
+        limit: Duration,
+    ) -> Result<Option<T>, FrameError> {
+        tokio::time::timeout(limit, self.recv())
+            .await
+            .map_err(|_| FrameError::Timeout(limit))?
+    }
+
+    /// Writes one message and flushes it.
+    pub async fn send<T: Message>(&mut self, msg: &T) -> Result<(), FrameError> {
+        let body = encode(msg)?;
+        if body.len() > self.max_frame {
+            return Err(FrameError::TooLarge {
+                max: self.max_frame,
+            });
+        }
+        self.framed.send(body).await.map_err(|e| self.classify(e))
+    }
+
+    /// Gives back the underlying connection.
+    pub fn into_inner(self) -> S {
+        self.framed.into_inner()
+    }
+
+    fn classify(&self, e: std::io::Error) -> FrameError {
+        if e.get_ref()
+            .is_some_and(|inner| inner.is::<LengthDelimitedCodecError>())
+        {
+            return FrameError::TooLarge {
+                max: self.max_frame,
+            };
+        }
+        // Framed reports bytes left over at end of stream as this error kind.
+        if e.kind() == std::io::ErrorKind::Other && e.to_string().contains("bytes remaining") {
+            return FrameError::Truncated;
+        }
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            return FrameError::Truncated;
+        }
+        FrameError::Io(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Ping {
+        v: u32,
+        text: String,
+    }
+    impl Message for Ping {
+        const VERSION: u32 = 3;
+        const PROTOCOL: &'static str = "test";
+    }
+
+    fn ping(text: &str) -> Ping {
+        Ping {
+            v: 3,
+            text: text.into(),
+        }
+    }
+
+    async fn feed(raw: Vec<u8>) -> Result<Option<Ping>, FrameError> {
+        let (mut tx, rx) = tokio::io::duplex(1 << 20);
+        tx.write_all(&raw).await.unwrap();
+        drop(tx);
+        MessageStream::new(rx, 1024).recv::<Ping>().await
+    }
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut raw = (body.len() as u32).to_be_bytes().to_vec();
+        raw.extend_from_slice(body);
+        raw
+    }
+
+    #[tokio::test]
+    async fn round_trip() {
+        let (a, b) = tokio::io::duplex(4096);
+        let mut a = MessageStream::new(a, 1024);
+        let mut b = MessageStream::new(b, 1024);
+        a.send(&ping("hello")).await.unwrap();
+        assert_eq!(b.recv::<Ping>().await.unwrap(), Some(ping("hello")));
+        drop(a);
+        assert!(b.recv::<Ping>().await.unwrap().is_none(), "clean close");
+    }
+
+    #[tokio::test]
+    async fn truncated_body_is_an_error() {
+        let mut raw = frame(br#"{"v":3,"text":"hello"}"#);
+        raw.truncate(raw.len() - 3);
+        assert!(matches!(feed(raw).await, Err(FrameError::Truncated)));
+    }
+
+    #[tokio::test]
+    async fn truncated_length_prefix_is_an_error() {
+        assert!(matches!(feed(vec![0, 0]).await, Err(FrameError::Truncated)));
+    }
+
+    #[tokio::test]
+    async fn oversized_frame_is_refused_before_reading_it() {
+        let raw = u32::MAX.to_be_bytes().to_vec();
+        assert!(matches!(
+            feed(raw).await,
+            Err(FrameError::TooLarge { max: 1024 })
+        ));
+    }
+
+    #[tokio::test]
+    async fn oversized_send_is_refused() {
+        let (a, _b) = tokio::io::duplex(4096);
+        let mut a = MessageStream::new(a, 16);
+        let err = a.send(&ping(&"x".repeat(100))).await.unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge { max: 16 }));
+    }
+
+    #[tokio::test]
+    async fn wrong_version_is_named() {
+        let raw = frame(br#"{"v":99,"text":"hello"}"#);
+        match feed(raw).await {
+            Err(FrameError::VersionMismatch { got, expected, .. }) => {
+                assert_eq!((got, expected), (99, 3));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn garbage_is_malformed() {
+        for body in [
+            &b"\xff\xfe garbage"[..],
+            b"[]",
+            b"{}",
+            b"{\"v\":\"3\"}",
+            b"{\"v\":3}",
+            b"GET / HTTP/1.1",
+        ] {
+            let result = feed(frame(body)).await;
+            assert!(
+                matches!(result, Err(FrameError::Malformed { .. })),
+                "{body:?}: {result:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn http_request_is_refused_as_too_large() {
+        // "GET " read as a big-endian length is far over any limit.
+        let result = feed(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()).await;
+        assert!(matches!(result, Err(FrameError::TooLarge { .. })));
+    }
+
+    #[tokio::test]
+    async fn silence_times_out() {
+        let (_a, b) = tokio::io::duplex(64);
+        let mut b = MessageStream::new(b, 64);
+        tokio::time::pause();
+        let result = b.recv_timeout::<Ping>(Duration::from_secs(5)).await;
+        assert!(matches!(result, Err(FrameError::Timeout(_))));
+    }
+}

@@ -1,0 +1,25 @@
+//! The shared vocabulary of the p2p file sharing system.
+//!
+//! Every message, frame limit, identifier rule and timeout that crosses a process boundary is
+//! defined here, so `trackerd`, `p2pd` and `p2pctl` cannot drift apart.
+//!
+//! Three protocols exist:
+//! - the tracker protocol ([`tracker`]): `p2pd` ↔ `trackerd`, TCP, JSON frames;
+//! - the control protocol ([`control`]): `p2pctl` ↔ `p2pd`, Unix socket, JSON frames;
+//! - the peer protocol (later): `p2pd` ↔ `p2pd`, TCP, binary piece frames.
+//!
+//! Each JSON message carries `v`, its protocol's version; a frame whose `v` differs is refused
+//! with [`FrameError::VersionMismatch`] before the rest of it is looked at.
+
+pub mod control;
+pub mod error;
+pub mod frame;
+pub mod ids;
+pub mod limits;
+pub mod logging;
+pub mod token;
+pub mod tracker;
+pub mod tracker_info;
+
+pub use error::{ErrorKind, ErrorReply};
+pub use frame::{FrameError, Message, MessageStream};

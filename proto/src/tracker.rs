@@ -1,0 +1,165 @@
+//! The tracker protocol: `p2pd` asks, `trackerd` answers, one JSON frame each way.
+//!
+//! Every request carries a request id chosen by the client. A write the tracker has applied is
+//! remembered by its id, so a client that lost the answer and retries (possibly at the other
+//! tracker) gets the first answer again instead of a second application. Requests that need a
+//! logged-in user carry the session token; the tracker keeps only its hash.
+//!
+//! A frame that cannot be read (too large, wrong version, malformed) is answered with a
+//! `protocol` error carrying the id `""` and the connection is closed.
+
+use crate::ErrorReply;
+use crate::frame::Message;
+use serde::{Deserialize, Serialize};
+
+/// Version of the tracker protocol.
+pub const TRACKER_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackerRequest {
+    pub v: u32,
+    /// Request id: the same on every retry of one request.
+    pub id: String,
+    /// Session token of the logged-in user, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    pub call: TrackerCall,
+}
+
+impl Message for TrackerRequest {
+    const VERSION: u32 = TRACKER_VERSION;
+    const PROTOCOL: &'static str = "tracker";
+}
+
+/// What a client asks the tracker to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum TrackerCall {
+    /// Liveness probe; answered with [`TrackerReply::Pong`].
+    Ping,
+    CreateUser {
+        user: String,
+        password: String,
+    },
+    /// Opens a session. The client proposes the token (64 hex characters) so a retried login
+    /// yields the same session and the tracker never has to store a token in clear.
+    Login {
+        user: String,
+        password: String,
+        token: String,
+    },
+    Logout,
+    /// Who the session belongs to.
+    Whoami,
+    CreateGroup {
+        group: String,
+    },
+    JoinGroup {
+        group: String,
+    },
+    LeaveGroup {
+        group: String,
+    },
+    ListGroups,
+    ListRequests {
+        group: String,
+    },
+    AcceptRequest {
+        group: String,
+        user: String,
+    },
+}
+
+impl TrackerCall {
+    /// The command's name as users know it, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TrackerCall::Ping => "ping",
+            TrackerCall::CreateUser { .. } => "create_user",
+            TrackerCall::Login { .. } => "login",
+            TrackerCall::Logout => "logout",
+            TrackerCall::Whoami => "whoami",
+            TrackerCall::CreateGroup { .. } => "create_group",
+            TrackerCall::JoinGroup { .. } => "join_group",
+            TrackerCall::LeaveGroup { .. } => "leave_group",
+            TrackerCall::ListGroups => "list_groups",
+            TrackerCall::ListRequests { .. } => "list_requests",
+            TrackerCall::AcceptRequest { .. } => "accept_request",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackerResponse {
+    pub v: u32,
+    /// The id of the request answered; `""` when the request could not be read.
+    pub id: String,
+    pub result: Result<TrackerReply, ErrorReply>,
+}
+
+impl Message for TrackerResponse {
+    const VERSION: u32 = TRACKER_VERSION;
+    const PROTOCOL: &'static str = "tracker";
+}
+
+impl TrackerResponse {
+    pub fn new(id: impl Into<String>, result: Result<TrackerReply, ErrorReply>) -> Self {
+        Self {
+            v: TRACKER_VERSION,
+            id: id.into(),
+            result,
+        }
+    }
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum TrackerReply {
+    Pong { tracker_no: usize },
+    Done,
+    User { user: String },
+    Groups { groups: Vec<GroupInfo> },
+    Requests { group: String, users: Vec<String> },
+    Left(LeftGroup),
+}
+
+/// One group as `list_groups` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    pub group: String,
+    pub owner: String,
+    pub members: usize,
+    /// The asking user's relation to the group.
+    pub membership: Membership,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Membership {
+    Owner,
+    Member,
+    Pending,
+    None,
+}
+
+/// The outcome of `leave_group`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftGroup {
+    pub group: String,
+    /// The member who became owner, when the owner left.
+    pub new_owner: Option<String>,
+    /// True when the group had no members left and was removed.
+    pub removed: bool,
+}
+
+impl TrackerRequest {
+    pub fn new(id: impl Into<String>, session: Option<String>, call: TrackerCall) -> Self {
+        Self {
+            v: TRACKER_VERSION,
+            id: id.into(),
+            session,
+            call,
+        }
+    }
+}

@@ -119,6 +119,61 @@ pub enum CtlReply {
         users: Vec<String>,
     },
     Left(LeftGroup),
+    Files {
+        group: String,
+        files: Vec<FileInfo>,
+    },
+    Downloads {
+        downloads: Vec<DownloadInfo>,
+    },
+}
+
+/// One file of a group as `list_files` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    pub name: String,
+    pub size: u64,
+    /// Peers online that hold the whole file or part of it.
+    pub seeders: usize,
+}
+
+/// Where a download stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DownloadState {
+    /// Pieces are arriving.
+    Downloading,
+    /// No peer with a missing piece is online; the download goes on when one returns.
+    Waiting,
+    Complete,
+    Failed,
+}
+
+/// One download as `show_downloads` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownloadInfo {
+    pub group: String,
+    pub file: String,
+    pub destination: PathBuf,
+    pub size: u64,
+    pub state: DownloadState,
+    pub pieces_done: u64,
+    pub pieces_total: u64,
+    pub bytes_done: u64,
+    /// Bytes per second over the last few seconds.
+    pub rate: u64,
+    /// Peers this download is connected to now.
+    pub peers: usize,
+    /// Why the download failed, or what a waiting download waits for.
+    pub detail: Option<String>,
+    /// Peers banned from this download, with the reason.
+    pub banned: Vec<BannedPeer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BannedPeer {
+    pub peer: String,
+    pub reason: String,
 }
 
 /// What `p2pctl status` shows.

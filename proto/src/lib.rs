@@ -17,6 +17,7 @@ pub mod frame;
 pub mod ids;
 pub mod limits;
 pub mod logging;
+pub mod paths;
 pub mod token;
 pub mod tracker;
 pub mod tracker_info;

@@ -1,0 +1,36 @@
+//! `create_group <group>`: a new group owned by the caller.
+
+use super::{Caller, Ctx};
+use crate::log::LogEntry;
+use crate::store::Decision;
+use p2p_proto::ids::validate_id;
+use p2p_proto::tracker::TrackerReply;
+use p2p_proto::{ErrorKind, ErrorReply};
+
+pub async fn run(
+    ctx: &Ctx,
+    id: &str,
+    caller: Caller,
+    group: String,
+) -> Result<TrackerReply, ErrorReply> {
+    validate_id("group id", &group)?;
+    let request_id = id.to_string();
+    ctx.store(move |s| {
+        s.write(&request_id, |t| {
+            if t.group(&group)?.is_some() {
+                return Err(ErrorReply::new(
+                    ErrorKind::AlreadyExists,
+                    format!("group {group} already exists"),
+                ));
+            }
+            Ok(Decision {
+                entries: vec![LogEntry::GroupCreated {
+                    group: group.clone(),
+                    owner: caller.user.clone(),
+                }],
+                reply: TrackerReply::Done,
+            })
+        })
+    })
+    .await
+}

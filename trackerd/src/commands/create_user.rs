@@ -1,0 +1,58 @@
+//! `create_user <user> <password>`: a new account with an argon2-hashed password.
+
+use super::Ctx;
+use crate::log::LogEntry;
+use crate::store::Decision;
+use p2p_proto::ids::{validate_id, validate_password};
+use p2p_proto::tracker::TrackerReply;
+use p2p_proto::{ErrorKind, ErrorReply};
+
+fn exists(user: &str) -> ErrorReply {
+    ErrorReply::new(
+        ErrorKind::AlreadyExists,
+        format!("user {user} already exists"),
+    )
+}
+
+pub async fn run(
+    ctx: &Ctx,
+    id: &str,
+    user: String,
+    password: String,
+) -> Result<TrackerReply, ErrorReply> {
+    validate_id("user id", &user)?;
+    validate_password(&password)?;
+    // Refuse early, before the slow hash; the write below checks again.
+    let probe = user.clone();
+    let taken = ctx
+        .store(move |s| s.read(|t| Ok(t.user(&probe)?.is_some())))
+        .await?;
+    let request_id = id.to_string();
+    if taken {
+        // A retry of our own earlier create_user must get its success again, not "exists".
+        let replay = ctx
+            .store(move |s| s.write(&request_id, |_| Err(exists(""))))
+            .await;
+        return match replay {
+            Ok(reply) => Ok(reply),
+            Err(_) => Err(exists(&user)),
+        };
+    }
+    let password_hash = ctx.hasher.hash(password).await?;
+    let request_id = id.to_string();
+    ctx.store(move |s| {
+        s.write(&request_id, |t| {
+            if t.user(&user)?.is_some() {
+                return Err(exists(&user));
+            }
+            Ok(Decision {
+                entries: vec![LogEntry::UserCreated {
+                    user: user.clone(),
+                    password_hash,
+                }],
+                reply: TrackerReply::Done,
+            })
+        })
+    })
+    .await
+}

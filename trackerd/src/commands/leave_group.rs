@@ -1,0 +1,53 @@
+//! `leave_group <group>`: the caller leaves; ownership passes to the longest-standing member
+//! and an empty group is removed (see [`crate::log::LogEntry::MemberLeft`]).
+
+use super::{Caller, Ctx, existing_group};
+use crate::log::LogEntry;
+use crate::store::Decision;
+use p2p_proto::ids::validate_id;
+use p2p_proto::tracker::{LeftGroup, TrackerReply};
+use p2p_proto::{ErrorKind, ErrorReply};
+
+pub async fn run(
+    ctx: &Ctx,
+    id: &str,
+    caller: Caller,
+    group: String,
+) -> Result<TrackerReply, ErrorReply> {
+    validate_id("group id", &group)?;
+    let request_id = id.to_string();
+    ctx.store(move |s| {
+        s.write(&request_id, |t| {
+            let record = existing_group(t, &group)?;
+            if !record.is_member(&caller.user) {
+                let why = if record.has_requested(&caller.user) {
+                    format!("you are not a member of {group} (your join request is pending)")
+                } else {
+                    format!("you are not a member of {group}")
+                };
+                return Err(ErrorReply::new(ErrorKind::Conflict, why));
+            }
+            let remaining: Vec<&String> = record
+                .members
+                .iter()
+                .filter(|m| **m != caller.user)
+                .collect();
+            let new_owner = match remaining.first() {
+                Some(next) if record.owner == caller.user => Some((*next).clone()),
+                _ => None,
+            };
+            Ok(Decision {
+                entries: vec![LogEntry::MemberLeft {
+                    group: group.clone(),
+                    user: caller.user.clone(),
+                }],
+                reply: TrackerReply::Left(LeftGroup {
+                    group: group.clone(),
+                    new_owner,
+                    removed: remaining.is_empty(),
+                }),
+            })
+        })
+    })
+    .await
+}

@@ -1,0 +1,322 @@
+//! The tracker's redb database: the log of changes and the state it produces.
+//!
+//! Tables (keys → JSON values unless noted):
+//! - `log`: seq (u64) → [`LogRecord`]
+//! - `request_ids`: request id → seq of the record it produced
+//! - `users`: user id → [`UserRecord`]
+//! - `sessions`: SHA-256 of the token (hex) → [`SessionRecord`]
+//! - `groups`: group id → [`GroupRecord`]
+//! - `meta`: name → u64 (`last_seq`)
+
+use crate::log::{LogEntry, LogRecord, apply};
+use crate::records::{GroupRecord, SessionRecord, UserRecord};
+use p2p_proto::ErrorReply;
+use p2p_proto::tracker::TrackerReply;
+use redb::{
+    Database, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition,
+    WriteTransaction,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::path::{Path, PathBuf};
+
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const REQUEST_IDS: TableDefinition<&str, u64> = TableDefinition::new("request_ids");
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const LAST_SEQ: &str = "last_seq";
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "tracker.redb";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: redb::DatabaseError,
+    },
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+    #[error("corrupt record in table {table}: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+}
+
+impl From<StoreError> for ErrorReply {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "storage failure");
+        ErrorReply::internal(format!("tracker storage failure: {e}"))
+    }
+}
+
+fn db_err(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Db(e.into())
+}
+
+/// The state tables, open either in a read or in a write transaction.
+pub struct TableSet<T> {
+    users: T,
+    sessions: T,
+    groups: T,
+}
+
+/// The state tables of a write transaction.
+pub type Tables<'txn> = TableSet<Table<'txn, &'static str, &'static [u8]>>;
+/// The state tables of a read transaction.
+pub type ReadTables = TableSet<ReadOnlyTable<&'static str, &'static [u8]>>;
+
+fn get_json<T: DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    name: &'static str,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    match table.get(key).map_err(db_err)? {
+        None => Ok(None),
+        Some(guard) => serde_json::from_slice(guard.value())
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                table: name,
+                reason: e.to_string(),
+            }),
+    }
+}
+
+fn to_json(value: &impl Serialize) -> Vec<u8> {
+    // Serializing plain records of strings cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+impl<T: ReadableTable<&'static str, &'static [u8]>> TableSet<T> {
+    pub fn user(&self, user: &str) -> Result<Option<UserRecord>, StoreError> {
+        get_json(&self.users, "users", user)
+    }
+
+    pub fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+        get_json(&self.sessions, "sessions", token_hash)
+    }
+
+    pub fn group(&self, group: &str) -> Result<Option<GroupRecord>, StoreError> {
+        get_json(&self.groups, "groups", group)
+    }
+
+    /// Every group, ordered by id.
+    pub fn groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.groups.iter().map_err(db_err)? {
+            let (_, value) = item.map_err(db_err)?;
+            out.push(
+                serde_json::from_slice(value.value()).map_err(|e| StoreError::Corrupt {
+                    table: "groups",
+                    reason: e.to_string(),
+                })?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+impl Tables<'_> {
+    pub fn put_user(&mut self, record: &UserRecord) -> Result<(), StoreError> {
+        self.users
+            .insert(record.user.as_str(), to_json(record).as_slice())
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub fn put_session(
+        &mut self,
+        token_hash: &str,
+        record: &SessionRecord,
+    ) -> Result<(), StoreError> {
+        self.sessions
+            .insert(token_hash, to_json(record).as_slice())
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub fn remove_session(&mut self, token_hash: &str) -> Result<(), StoreError> {
+        self.sessions.remove(token_hash).map_err(db_err)?;
+        Ok(())
+    }
+
+    pub fn put_group(&mut self, record: &GroupRecord) -> Result<(), StoreError> {
+        self.groups
+            .insert(record.group.as_str(), to_json(record).as_slice())
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    pub fn remove_group(&mut self, group: &str) -> Result<(), StoreError> {
+        self.groups.remove(group).map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Changes a group in place; a missing group is left alone.
+    pub fn update_group(
+        &mut self,
+        group: &str,
+        change: impl FnOnce(&mut GroupRecord),
+    ) -> Result<(), StoreError> {
+        if let Some(mut record) = self.group(group)? {
+            change(&mut record);
+            self.put_group(&record)?;
+        }
+        Ok(())
+    }
+}
+
+fn open_tables(txn: &WriteTransaction) -> Result<Tables<'_>, StoreError> {
+    Ok(TableSet {
+        users: txn.open_table(USERS).map_err(db_err)?,
+        sessions: txn.open_table(SESSIONS).map_err(db_err)?,
+        groups: txn.open_table(GROUPS).map_err(db_err)?,
+    })
+}
+
+/// What a write decided: the changes to log and apply, and the reply for the client.
+pub struct Decision {
+    pub entries: Vec<LogEntry>,
+    pub reply: TrackerReply,
+}
+
+/// The tracker's database.
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`, creating `dir` (0700) when missing.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let path = dir.join(DB_FILE);
+        let db = Database::create(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        // Create every table up front so read transactions never meet a missing one.
+        let txn = db.begin_write().map_err(db_err)?;
+        {
+            open_tables(&txn)?;
+            txn.open_table(LOG).map_err(db_err)?;
+            txn.open_table(REQUEST_IDS).map_err(db_err)?;
+            txn.open_table(META).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(Self { db })
+    }
+
+    /// Runs `f` on a consistent snapshot of the state.
+    pub fn read<R>(
+        &self,
+        f: impl FnOnce(&ReadTables) -> Result<R, ErrorReply>,
+    ) -> Result<R, ErrorReply> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let tables = TableSet {
+            users: txn.open_table(USERS).map_err(db_err)?,
+            sessions: txn.open_table(SESSIONS).map_err(db_err)?,
+            groups: txn.open_table(GROUPS).map_err(db_err)?,
+        };
+        f(&tables)
+    }
+
+    /// Applies one client request as one log record, in one transaction.
+    ///
+    /// If `request_id` was applied before, its recorded reply is returned and nothing changes.
+    /// Otherwise `decide` looks at the current state and returns the changes to make (or an
+    /// error, and nothing changes); the changes are appended to the log with the next sequence
+    /// number, applied, and committed together.
+    pub fn write(
+        &self,
+        request_id: &str,
+        decide: impl FnOnce(&Tables<'_>) -> Result<Decision, ErrorReply>,
+    ) -> Result<TrackerReply, ErrorReply> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        if let Some(earlier) = self.replay(&txn, request_id)? {
+            return Ok(earlier);
+        }
+        let reply = {
+            let mut tables = open_tables(&txn)?;
+            let decision = decide(&tables)?;
+            if decision.entries.is_empty() {
+                return Ok(decision.reply);
+            }
+            let mut meta = txn.open_table(META).map_err(db_err)?;
+            let seq = meta
+                .get(LAST_SEQ)
+                .map_err(db_err)?
+                .map(|g| g.value())
+                .unwrap_or(0)
+                + 1;
+            for entry in &decision.entries {
+                apply(&mut tables, entry)?;
+            }
+            let record = LogRecord {
+                seq,
+                request_id: request_id.to_string(),
+                entries: decision.entries,
+                reply: decision.reply,
+            };
+            txn.open_table(LOG)
+                .map_err(db_err)?
+                .insert(seq, to_json(&record).as_slice())
+                .map_err(db_err)?;
+            txn.open_table(REQUEST_IDS)
+                .map_err(db_err)?
+                .insert(request_id, seq)
+                .map_err(db_err)?;
+            meta.insert(LAST_SEQ, seq).map_err(db_err)?;
+            record.reply
+        };
+        txn.commit().map_err(db_err)?;
+        Ok(reply)
+    }
+
+    /// The reply recorded for `request_id`, if it was applied before.
+    fn replay(
+        &self,
+        txn: &WriteTransaction,
+        request_id: &str,
+    ) -> Result<Option<TrackerReply>, StoreError> {
+        let ids = txn.open_table(REQUEST_IDS).map_err(db_err)?;
+        let Some(seq) = ids.get(request_id).map_err(db_err)?.map(|g| g.value()) else {
+            return Ok(None);
+        };
+        let log = txn.open_table(LOG).map_err(db_err)?;
+        let Some(raw) = log.get(seq).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let record: LogRecord =
+            serde_json::from_slice(raw.value()).map_err(|e| StoreError::Corrupt {
+                table: "log",
+                reason: e.to_string(),
+            })?;
+        Ok(Some(record.reply))
+    }
+
+    /// Sequence number of the last applied record (0 for an empty log).
+    pub fn last_seq(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let meta = txn.open_table(META).map_err(db_err)?;
+        Ok(meta
+            .get(LAST_SEQ)
+            .map_err(db_err)?
+            .map(|g| g.value())
+            .unwrap_or(0))
+    }
+}

@@ -1,1 +1,129 @@
+//! `p2pd`: the per-user daemon. Holds the login session, answers `p2pctl` on a Unix socket and
+//! talks to the trackers.
+//!
+//! Start-up is split in two so that everything that can fail because of the user's setup
+//! (paths, locks, ports) fails in [`prepare`], before the daemon forks into the background and
+//! while the user still sees stderr; [`run`] then serves until shutdown.
 
+pub mod commands;
+pub mod config;
+pub mod control_socket;
+pub mod daemon;
+pub mod state;
+pub mod tracker_client;
+
+use config::Config;
+use daemon::Daemon;
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::File;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Socket(#[from] control_socket::SocketError),
+    #[error("another p2pd is already running with socket {0} (pid file is locked)")]
+    Locked(std::path::PathBuf),
+    #[error("cannot open pid file {path}: {source}")]
+    PidFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    #[error("cannot listen for peers on {addr}: {source}")]
+    PeerListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What [`prepare`] acquired: the lock, the database and the bound sockets.
+pub struct Prepared {
+    pub config: Config,
+    pid_lock: Flock<File>,
+    state: state::StateDb,
+    control: std::os::unix::net::UnixListener,
+    peers: std::net::TcpListener,
+}
+
+/// Takes the pid-file lock, opens the database and binds both sockets.
+pub fn prepare(config: Config) -> Result<Prepared, StartError> {
+    control_socket::ensure_socket_dir(&config.socket)?;
+    let pid_path = config.pid_file();
+    let pid_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&pid_path)
+        .map_err(|source| StartError::PidFile {
+            path: pid_path.clone(),
+            source,
+        })?;
+    let pid_lock = Flock::lock(pid_file, FlockArg::LockExclusiveNonblock)
+        .map_err(|_| StartError::Locked(config.socket.clone()))?;
+    let state = state::StateDb::open(&config.db_file())?;
+    let control = control_socket::bind_control_socket(&config.socket)?;
+    let peers =
+        std::net::TcpListener::bind(config.listen).map_err(|source| StartError::PeerListen {
+            addr: config.listen,
+            source,
+        })?;
+    peers
+        .set_nonblocking(true)
+        .map_err(|source| StartError::PeerListen {
+            addr: config.listen,
+            source,
+        })?;
+    Ok(Prepared {
+        config,
+        pid_lock,
+        state,
+        control,
+        peers,
+    })
+}
+
+impl Prepared {
+    /// Records the current pid in the (locked) pid file. Called after daemonizing.
+    pub fn write_pid(&mut self) -> std::io::Result<()> {
+        use std::io::{Seek, Write};
+        let file: &mut File = &mut self.pid_lock;
+        file.set_len(0)?;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        writeln!(file, "{}", std::process::id())?;
+        file.sync_all()
+    }
+}
+
+/// Serves `p2pctl` until `shutdown` is cancelled, then removes the socket and pid file.
+pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let Prepared {
+        config,
+        pid_lock,
+        state,
+        control,
+        peers,
+    } = prepared;
+    let control = tokio::net::UnixListener::from_std(control)?;
+    let peers = tokio::net::TcpListener::from_std(peers)?;
+    tracing::info!(
+        socket = %config.socket.display(),
+        peers = %peers.local_addr()?,
+        state = %config.state_dir.display(),
+        "p2pd ready"
+    );
+    let daemon = Arc::new(Daemon::new(config.clone(), state));
+    if let Some(session) = daemon.session().await.ok().flatten() {
+        tracing::info!(user = %session.user, "resuming session");
+    }
+    control_socket::serve(control, Arc::clone(&daemon), shutdown).await;
+    drop(peers);
+    let _ = std::fs::remove_file(&config.socket);
+    let _ = std::fs::remove_file(config.pid_file());
+    drop(pid_lock);
+    tracing::info!("p2pd stopped");
+    Ok(())
+}

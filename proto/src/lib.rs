@@ -18,6 +18,7 @@ pub mod ids;
 pub mod limits;
 pub mod logging;
 pub mod paths;
+pub mod signals;
 pub mod token;
 pub mod tracker;
 pub mod tracker_info;

@@ -1,0 +1,72 @@
+//! `create_group`, `join_group`, `leave_group`, `list_groups`, `list_requests`,
+//! `accept_request`: checked here for shape, decided by the tracker.
+
+use super::{done, unexpected};
+use crate::daemon::Daemon;
+use p2p_proto::ErrorReply;
+use p2p_proto::control::CtlReply;
+use p2p_proto::ids::validate_id;
+use p2p_proto::tracker::{TrackerCall, TrackerReply};
+
+pub async fn create(daemon: &Daemon, group: String) -> Result<CtlReply, ErrorReply> {
+    validate_id("group id", &group)?;
+    daemon
+        .call_as_user(TrackerCall::CreateGroup {
+            group: group.clone(),
+        })
+        .await?;
+    Ok(done(format!("created group {group}")))
+}
+
+pub async fn join(daemon: &Daemon, group: String) -> Result<CtlReply, ErrorReply> {
+    validate_id("group id", &group)?;
+    daemon
+        .call_as_user(TrackerCall::JoinGroup {
+            group: group.clone(),
+        })
+        .await?;
+    Ok(done(format!(
+        "asked to join {group}; the owner must accept"
+    )))
+}
+
+pub async fn leave(daemon: &Daemon, group: String) -> Result<CtlReply, ErrorReply> {
+    validate_id("group id", &group)?;
+    match daemon
+        .call_as_user(TrackerCall::LeaveGroup { group })
+        .await?
+    {
+        TrackerReply::Left(left) => Ok(CtlReply::Left(left)),
+        other => Err(unexpected(other)),
+    }
+}
+
+pub async fn list(daemon: &Daemon) -> Result<CtlReply, ErrorReply> {
+    match daemon.call_as_user(TrackerCall::ListGroups).await? {
+        TrackerReply::Groups { groups } => Ok(CtlReply::Groups { groups }),
+        other => Err(unexpected(other)),
+    }
+}
+
+pub async fn list_requests(daemon: &Daemon, group: String) -> Result<CtlReply, ErrorReply> {
+    validate_id("group id", &group)?;
+    match daemon
+        .call_as_user(TrackerCall::ListRequests { group })
+        .await?
+    {
+        TrackerReply::Requests { group, users } => Ok(CtlReply::Requests { group, users }),
+        other => Err(unexpected(other)),
+    }
+}
+
+pub async fn accept(daemon: &Daemon, group: String, user: String) -> Result<CtlReply, ErrorReply> {
+    validate_id("group id", &group)?;
+    validate_id("user id", &user)?;
+    daemon
+        .call_as_user(TrackerCall::AcceptRequest {
+            group: group.clone(),
+            user: user.clone(),
+        })
+        .await?;
+    Ok(done(format!("accepted {user} into {group}")))
+}

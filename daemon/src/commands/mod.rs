@@ -1,0 +1,44 @@
+//! One file per family of `p2pctl` commands; [`dispatch`] is the one exhaustive match.
+
+mod account;
+mod files;
+mod groups;
+mod status;
+
+use crate::daemon::Daemon;
+use p2p_proto::ErrorReply;
+use p2p_proto::control::{CtlCommand, CtlReply};
+
+pub async fn dispatch(daemon: &Daemon, cmd: CtlCommand) -> Result<CtlReply, ErrorReply> {
+    match cmd {
+        CtlCommand::Status => status::run(daemon).await,
+        CtlCommand::CreateUser { user, password } => {
+            account::create_user(daemon, user, password).await
+        }
+        CtlCommand::Login { user, password } => account::login(daemon, user, password).await,
+        CtlCommand::Logout => account::logout(daemon).await,
+        CtlCommand::CreateGroup { group } => groups::create(daemon, group).await,
+        CtlCommand::JoinGroup { group } => groups::join(daemon, group).await,
+        CtlCommand::LeaveGroup { group } => groups::leave(daemon, group).await,
+        CtlCommand::ListGroups => groups::list(daemon).await,
+        CtlCommand::ListRequests { group } => groups::list_requests(daemon, group).await,
+        CtlCommand::AcceptRequest { group, user } => groups::accept(daemon, group, user).await,
+        CtlCommand::UploadFile { .. }
+        | CtlCommand::ListFiles { .. }
+        | CtlCommand::DownloadFile { .. }
+        | CtlCommand::ShowDownloads
+        | CtlCommand::StopShare { .. } => files::not_yet(daemon).await,
+    }
+}
+
+/// A `Done` reply with a line for people.
+fn done(message: impl Into<String>) -> CtlReply {
+    CtlReply::Done {
+        message: message.into(),
+    }
+}
+
+/// An answer the tracker should not have given to this command.
+fn unexpected(reply: p2p_proto::tracker::TrackerReply) -> ErrorReply {
+    ErrorReply::internal(format!("unexpected tracker reply: {reply:?}"))
+}

@@ -1,0 +1,35 @@
+//! The daemon's resolved configuration: every path absolute, the tracker list loaded.
+
+use p2p_proto::tracker_info::TrackerInfo;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The control socket `p2pctl` talks to.
+    pub socket: PathBuf,
+    /// Where the daemon's database lives.
+    pub state_dir: PathBuf,
+    /// The trackers, in order of preference.
+    pub trackers: TrackerInfo,
+    /// Address the peer listener binds (port 0 picks a free one).
+    pub listen: SocketAddr,
+}
+
+impl Config {
+    /// The pid file, beside the socket: `p2pd.sock` → `p2pd.pid`. It is also the lock that
+    /// keeps a second daemon off the same socket.
+    pub fn pid_file(&self) -> PathBuf {
+        self.socket.with_extension("pid")
+    }
+
+    /// The database file.
+    pub fn db_file(&self) -> PathBuf {
+        self.state_dir.join("p2pd.redb")
+    }
+
+    /// Where a daemonized p2pd writes its log.
+    pub fn log_file(&self) -> PathBuf {
+        self.state_dir.join("p2pd.log")
+    }
+}

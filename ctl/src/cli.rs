@@ -1,0 +1,241 @@
+//! The command line of `p2pctl`.
+//!
+//! Command names and the order of their arguments are a contract inherited from the original
+//! interactive client (see DESIGN.md), so they are snake_case and positional. This module only
+//! depends on `clap`, `std` and `p2p_proto::paths`, so a man page or completion generator can
+//! include it with `#[path = "…/ctl/src/cli.rs"] mod cli;` and call [`command`].
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Sends one command to the per-user p2pd daemon and prints its answer.
+///
+/// p2pctl starts p2pd itself when no daemon answers on the socket (except for `status`).
+#[derive(Debug, Parser)]
+#[command(name = "p2pctl", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand accepts, before or after its name.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalOpts {
+    /// Control socket of p2pd
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "P2PD_SOCKET",
+        default_value_os_t = p2p_proto::paths::default_socket_path()
+    )]
+    pub socket: PathBuf,
+
+    /// Print one JSON object on stdout instead of text, for scripts
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// One command to the daemon. Value names follow the contract's spelling (`<user_id>`).
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+#[command(rename_all = "snake_case")]
+pub enum Command {
+    /// Create an account on the tracker (password read from the terminal or stdin if omitted)
+    CreateUser {
+        /// User id: 1 to 64 of A-Z a-z 0-9 . _ -
+        #[arg(value_name = "user_id")]
+        user: String,
+        /// Visible in `ps`; leave it out to be asked for it
+        #[arg(value_name = "password")]
+        password: Option<String>,
+    },
+    /// Log in, and share again what this user shared before logging out
+    Login {
+        /// User id: 1 to 64 of A-Z a-z 0-9 . _ -
+        #[arg(value_name = "user_id")]
+        user: String,
+        /// Visible in `ps`; leave it out to be asked for it
+        #[arg(value_name = "password")]
+        password: Option<String>,
+    },
+    /// Log out and stop sharing
+    Logout,
+    /// Create a group owned by you
+    CreateGroup {
+        /// Group id: 1 to 64 of A-Z a-z 0-9 . _ -
+        #[arg(value_name = "group_id")]
+        group: String,
+    },
+    /// Ask the owner of a group to let you in
+    JoinGroup {
+        /// Group id: 1 to 64 of A-Z a-z 0-9 . _ -
+        #[arg(value_name = "group_id")]
+        group: String,
+    },
+    /// Leave a group; an owner hands it to the longest-standing member
+    LeaveGroup {
+        /// Group id: 1 to 64 of A-Z a-z 0-9 . _ -
+        #[arg(value_name = "group_id")]
+        group: String,
+    },
+    /// List all groups and your membership in each
+    ListGroups,
+    /// List the pending join requests of a group you own
+    ListRequests {
+        /// Group id: 1 to 64 of A-Z a-z 0-9 . _ -
+        #[arg(value_name = "group_id")]
+        group: String,
+    },
+    /// Let a user who asked to join into a group you own
+    AcceptRequest {
+        /// Group id: 1 to 64 of A-Z a-z 0-9 . _ -
+        #[arg(value_name = "group_id")]
+        group: String,
+        /// User id: 1 to 64 of A-Z a-z 0-9 . _ -
+        #[arg(value_name = "user_id")]
+        user: String,
+    },
+    /// Share a file with a group
+    UploadFile {
+        /// Group id: 1 to 64 of A-Z a-z 0-9 . _ -
+        #[arg(value_name = "group_id")]
+        group: String,
+        /// The file to share, relative to the current directory or absolute
+        #[arg(value_name = "file_path")]
+        path: PathBuf,
+    },
+    /// List the files shared in a group
+    ListFiles {
+        /// Group id: 1 to 64 of A-Z a-z 0-9 . _ -
+        #[arg(value_name = "group_id")]
+        group: String,
+    },
+    /// Download a file of a group into a directory or to a new file path
+    DownloadFile {
+        /// Group id: 1 to 64 of A-Z a-z 0-9 . _ -
+        #[arg(value_name = "group_id")]
+        group: String,
+        /// The file's name in the group, as list_files shows it
+        #[arg(value_name = "file_name")]
+        file: String,
+        /// An existing directory (the file keeps its name) or a new file path whose parent exists
+        #[arg(value_name = "destination_path")]
+        destination: PathBuf,
+    },
+    /// Show the progress of every download ([D] downloading, [C] complete)
+    ShowDownloads {
+        /// Redraw live progress bars until every download is finished or Ctrl-C
+        #[arg(short, long)]
+        watch: bool,
+    },
+    /// Stop sharing one of your files with a group
+    StopShare {
+        /// Group id: 1 to 64 of A-Z a-z 0-9 . _ -
+        #[arg(value_name = "group_id")]
+        group: String,
+        /// The file's name in the group, as list_files shows it
+        #[arg(value_name = "file_name")]
+        file: String,
+    },
+    /// Show the daemon's state: user, tracker in use, last tracker error (never starts p2pd)
+    Status,
+}
+
+/// The clap command, for man pages and shell completions.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("p2pctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn subcommand_names_are_the_contract() {
+        let names: Vec<String> = command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .collect();
+        for name in [
+            "create_user",
+            "login",
+            "logout",
+            "create_group",
+            "join_group",
+            "leave_group",
+            "list_groups",
+            "list_requests",
+            "accept_request",
+            "upload_file",
+            "list_files",
+            "download_file",
+            "show_downloads",
+            "stop_share",
+            "status",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} missing: {names:?}");
+        }
+        for sub in command().get_subcommands() {
+            assert!(sub.get_about().is_some(), "{} has no help", sub.get_name());
+        }
+    }
+
+    #[test]
+    fn positional_order() {
+        let cli = parse(&["download_file", "g1", "movie.mkv", "/tmp/x"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::DownloadFile {
+                group: "g1".into(),
+                file: "movie.mkv".into(),
+                destination: "/tmp/x".into()
+            }
+        );
+        let cli = parse(&["accept_request", "g1", "bob"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::AcceptRequest {
+                group: "g1".into(),
+                user: "bob".into()
+            }
+        );
+        let cli = parse(&["login", "alice"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::Login {
+                user: "alice".into(),
+                password: None
+            }
+        );
+    }
+
+    #[test]
+    fn global_options_before_or_after() {
+        let a = parse(&["--json", "--socket", "/s", "list_groups"]).unwrap();
+        let b = parse(&["list_groups", "--socket", "/s", "--json"]).unwrap();
+        for cli in [a, b] {
+            assert!(cli.global.json);
+            assert_eq!(cli.global.socket, PathBuf::from("/s"));
+        }
+    }
+
+    #[test]
+    fn unknown_command_is_a_usage_error() {
+        let err = parse(&["frobnicate"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = parse(&["login"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+}

@@ -14,6 +14,10 @@ pub struct Config {
     pub trackers: TrackerInfo,
     /// Address the peer listener binds (port 0 picks a free one).
     pub listen: SocketAddr,
+    /// Upload limit for the whole daemon, bytes per second (`None`: unlimited).
+    pub upload_limit: Option<u64>,
+    /// Download limit for the whole daemon, bytes per second (`None`: unlimited).
+    pub download_limit: Option<u64>,
 }
 
 impl Config {

@@ -5,10 +5,17 @@
 //! (paths, locks, ports) fails in [`prepare`], before the daemon forks into the background and
 //! while the user still sees stderr; [`run`] then serves until shutdown.
 
+pub mod announcer;
 pub mod commands;
 pub mod config;
 pub mod control_socket;
 pub mod daemon;
+pub mod download;
+pub mod hashing;
+pub mod holdings;
+pub mod peer_server;
+pub mod rate_limit;
+pub mod shares;
 pub mod state;
 pub mod tracker_client;
 
@@ -115,12 +122,23 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
         state = %config.state_dir.display(),
         "p2pd ready"
     );
-    let daemon = Arc::new(Daemon::new(config.clone(), state));
+    let peer_port = peers.local_addr()?.port();
+    let daemon = Arc::new(Daemon::new(
+        config.clone(),
+        state,
+        peer_port,
+        shutdown.clone(),
+    ));
+    let peer_server = tokio::spawn(peer_server::serve(peers, Arc::clone(&daemon)));
+    let announcer = tokio::spawn(announcer::run(Arc::clone(&daemon)));
     if let Some(session) = daemon.session().await.ok().flatten() {
         tracing::info!(user = %session.user, "resuming session");
+        shares::restore(&daemon, &session.user).await;
     }
     control_socket::serve(control, Arc::clone(&daemon), shutdown).await;
-    drop(peers);
+    daemon.downloads.stop_all();
+    let _ = peer_server.await;
+    let _ = announcer.await;
     let _ = std::fs::remove_file(&config.socket);
     let _ = std::fs::remove_file(config.pid_file());
     drop(pid_lock);

@@ -27,12 +27,31 @@ struct Args {
     /// Stay in the foreground (for systemd and tests) instead of daemonizing.
     #[arg(long)]
     foreground: bool,
+    /// Upload limit for the whole daemon, bytes per second: K, M, G are powers of 1024 (4M =
+    /// 4 MiB/s); 0 means unlimited.
+    #[arg(long, value_name = "RATE", default_value = "0", value_parser = parse_rate)]
+    upload_limit: Rate,
+    /// Download limit for the whole daemon, same units as --upload-limit.
+    #[arg(long, value_name = "RATE", default_value = "0", value_parser = parse_rate)]
+    download_limit: Rate,
+}
+
+/// A parsed `--*-limit`: bytes per second, `None` for unlimited.
+#[derive(Debug, Clone, Copy)]
+struct Rate(Option<u64>);
+
+fn parse_rate(text: &str) -> Result<Rate, String> {
+    p2p_proto::rate::parse_rate(text).map(Rate)
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let config = match resolve(args.socket, args.state_dir, args.tracker_info, args.listen) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            c.upload_limit = args.upload_limit.0;
+            c.download_limit = args.download_limit.0;
+            c
+        }
         Err(e) => {
             eprintln!("p2pd: {e}");
             return ExitCode::from(2);
@@ -106,6 +125,8 @@ fn resolve(
         state_dir,
         trackers,
         listen,
+        upload_limit: None,
+        download_limit: None,
     })
 }
 

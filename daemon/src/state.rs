@@ -1,14 +1,24 @@
-//! The daemon's redb database: the login session now; shares and downloads later.
+//! The daemon's redb database: the login session, the shares and the downloads.
 //!
 //! Tables:
 //! - `session`: `"current"` → JSON [`Session`]
+//! - `shares`: `"{user}/{group}/{name}"` → JSON [`ShareRecord`]
+//! - `downloads`: `"{user}/{group}/{name}"` → JSON [`DownloadRecord`]
+//! - `bitmaps`: same key → the download's verified-pieces bitfield (wire format)
+//! - `meta`: name → JSON (the trackers' public key)
 
-use redb::{Database, ReadableDatabase, TableDefinition};
+use p2p_proto::files::FileMeta;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 const SESSION: TableDefinition<&str, &[u8]> = TableDefinition::new("session");
 const CURRENT: &str = "current";
+const SHARES: TableDefinition<&str, &[u8]> = TableDefinition::new("shares");
+const DOWNLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("downloads");
+const BITMAPS: TableDefinition<&str, &[u8]> = TableDefinition::new("bitmaps");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -46,6 +56,48 @@ pub struct Session {
     pub token: String,
 }
 
+/// A file this daemon offers to a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareRecord {
+    pub user: String,
+    pub group: String,
+    pub name: String,
+    pub path: PathBuf,
+    pub size: u64,
+    /// Modification time (ns since the epoch) when the file was hashed; a different one means
+    /// the file changed and is withdrawn.
+    pub mtime_ns: i128,
+    pub sha1: String,
+    pub pieces: usize,
+}
+
+/// Where a download stands, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredState {
+    Active,
+    Complete,
+    Failed,
+}
+
+/// A download, as stored. Its verified pieces are in the `bitmaps` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownloadRecord {
+    pub user: String,
+    pub group: String,
+    pub meta: FileMeta,
+    pub destination: PathBuf,
+    /// Where pieces are written until the whole file is verified.
+    pub part_path: PathBuf,
+    pub state: StoredState,
+    pub error: Option<String>,
+}
+
+/// The key of a share or download.
+pub fn file_key(user: &str, group: &str, name: &str) -> String {
+    format!("{user}/{group}/{name}")
+}
+
 pub struct StateDb {
     db: Database,
     path: PathBuf,
@@ -74,7 +126,9 @@ impl StateDb {
             path: path.to_path_buf(),
         };
         let txn = state.db.begin_write().map_err(|e| state.err(e))?;
-        txn.open_table(SESSION).map_err(|e| state.err(e))?;
+        for table in [SESSION, SHARES, DOWNLOADS, BITMAPS, META] {
+            txn.open_table(table).map_err(|e| state.err(e))?;
+        }
         txn.commit().map_err(|e| state.err(e))?;
         Ok(state)
     }
@@ -99,6 +153,116 @@ impl StateDb {
                 what: "session",
                 reason: e.to_string(),
             })
+    }
+
+    fn get<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+    ) -> Result<Option<T>, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = txn.open_table(table).map_err(|e| self.err(e))?;
+        let Some(raw) = table.get(key).map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(raw.value())
+            .map(Some)
+            .map_err(|e| self.corrupt(e))
+    }
+
+    fn all<T: DeserializeOwned>(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+    ) -> Result<Vec<T>, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = txn.open_table(table).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(|e| self.err(e))? {
+            let (_, raw) = item.map_err(|e| self.err(e))?;
+            out.push(serde_json::from_slice(raw.value()).map_err(|e| self.corrupt(e))?);
+        }
+        Ok(out)
+    }
+
+    fn put(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        value: Option<&[u8]>,
+    ) -> Result<(), StateError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut t = txn.open_table(table).map_err(|e| self.err(e))?;
+            match value {
+                Some(v) => {
+                    t.insert(key, v).map_err(|e| self.err(e))?;
+                }
+                None => {
+                    t.remove(key).map_err(|e| self.err(e))?;
+                }
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    fn corrupt(&self, e: serde_json::Error) -> StateError {
+        StateError::Corrupt {
+            path: self.path.clone(),
+            what: "record",
+            reason: e.to_string(),
+        }
+    }
+
+    pub fn shares(&self) -> Result<Vec<ShareRecord>, StateError> {
+        self.all(SHARES)
+    }
+
+    pub fn share(&self, key: &str) -> Result<Option<ShareRecord>, StateError> {
+        self.get(SHARES, key)
+    }
+
+    pub fn put_share(&self, share: &ShareRecord) -> Result<(), StateError> {
+        let key = file_key(&share.user, &share.group, &share.name);
+        let raw = serde_json::to_vec(share).unwrap_or_default();
+        self.put(SHARES, &key, Some(&raw))
+    }
+
+    pub fn remove_share(&self, key: &str) -> Result<(), StateError> {
+        self.put(SHARES, key, None)
+    }
+
+    pub fn downloads(&self) -> Result<Vec<DownloadRecord>, StateError> {
+        self.all(DOWNLOADS)
+    }
+
+    pub fn put_download(&self, record: &DownloadRecord) -> Result<(), StateError> {
+        let key = file_key(&record.user, &record.group, &record.meta.name);
+        let raw = serde_json::to_vec(record).unwrap_or_default();
+        self.put(DOWNLOADS, &key, Some(&raw))
+    }
+
+    /// The stored bitfield of a download (`None` when none was stored yet).
+    pub fn bitmap(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = txn.open_table(BITMAPS).map_err(|e| self.err(e))?;
+        Ok(table
+            .get(key)
+            .map_err(|e| self.err(e))?
+            .map(|raw| raw.value().to_vec()))
+    }
+
+    /// Commits a download's verified pieces. Call only after the pieces' data is on disk.
+    pub fn put_bitmap(&self, key: &str, bits: &[u8]) -> Result<(), StateError> {
+        self.put(BITMAPS, key, Some(bits))
+    }
+
+    pub fn meta_value(&self, name: &str) -> Result<Option<String>, StateError> {
+        self.get(META, name)
+    }
+
+    pub fn set_meta_value(&self, name: &str, value: &str) -> Result<(), StateError> {
+        let raw = serde_json::to_vec(value).unwrap_or_default();
+        self.put(META, name, Some(&raw))
     }
 
     /// Stores the session (or clears it with `None`), durably.

@@ -11,13 +11,18 @@
 //! Each JSON message carries `v`, its protocol's version; a frame whose `v` differs is refused
 //! with [`FrameError::VersionMismatch`] before the rest of it is looked at.
 
+pub mod bitfield;
 pub mod control;
 pub mod error;
+pub mod files;
 pub mod frame;
+pub mod grant;
 pub mod ids;
 pub mod limits;
 pub mod logging;
 pub mod paths;
+pub mod peer;
+pub mod rate;
 pub mod signals;
 pub mod token;
 pub mod tracker;

@@ -9,7 +9,10 @@
 //! `protocol` error carrying the id `""` and the connection is closed.
 
 use crate::ErrorReply;
+use crate::control::FileInfo;
+use crate::files::FileMeta;
 use crate::frame::Message;
+use crate::grant::Grant;
 use serde::{Deserialize, Serialize};
 
 /// Version of the tracker protocol.
@@ -68,6 +71,53 @@ pub enum TrackerCall {
         group: String,
         user: String,
     },
+    /// The trackers' public key, which seeders use to check grants.
+    SigningKey,
+    /// Registers a file in a group (or checks it matches the one registered under that name)
+    /// and makes the caller one of its seeders, reachable at `port` on the address the tracker
+    /// sees the caller connect from.
+    UploadFile {
+        group: String,
+        file: FileMeta,
+        port: u16,
+    },
+    ListFiles {
+        group: String,
+    },
+    /// Everything needed to download a file: its metadata, the peers online with it and a
+    /// fresh grant for the caller.
+    FetchFile {
+        group: String,
+        name: String,
+    },
+    /// Says which files the caller's daemon holds now (replacing its previous announcement).
+    /// A daemon announces periodically; one that stops is forgotten within a minute.
+    Announce {
+        port: u16,
+        shares: Vec<Announced>,
+    },
+    StopShare {
+        group: String,
+        name: String,
+    },
+}
+
+/// One file a daemon announces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announced {
+    pub group: String,
+    pub name: String,
+    /// True when the daemon holds every piece.
+    pub complete: bool,
+}
+
+/// A peer holding a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub user: String,
+    /// `ip:port` to connect to.
+    pub addr: String,
+    pub complete: bool,
 }
 
 impl TrackerCall {
@@ -85,6 +135,12 @@ impl TrackerCall {
             TrackerCall::ListGroups => "list_groups",
             TrackerCall::ListRequests { .. } => "list_requests",
             TrackerCall::AcceptRequest { .. } => "accept_request",
+            TrackerCall::SigningKey => "signing_key",
+            TrackerCall::UploadFile { .. } => "upload_file",
+            TrackerCall::ListFiles { .. } => "list_files",
+            TrackerCall::FetchFile { .. } => "fetch_file",
+            TrackerCall::Announce { .. } => "announce",
+            TrackerCall::StopShare { .. } => "stop_share",
         }
     }
 }
@@ -116,12 +172,34 @@ impl TrackerResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum TrackerReply {
-    Pong { tracker_no: usize },
+    Pong {
+        tracker_no: usize,
+    },
     Done,
-    User { user: String },
-    Groups { groups: Vec<GroupInfo> },
-    Requests { group: String, users: Vec<String> },
+    User {
+        user: String,
+    },
+    Groups {
+        groups: Vec<GroupInfo>,
+    },
+    Requests {
+        group: String,
+        users: Vec<String>,
+    },
     Left(LeftGroup),
+    SigningKey {
+        public_key: String,
+    },
+    Files {
+        group: String,
+        files: Vec<FileInfo>,
+    },
+    FileDetails {
+        group: String,
+        meta: FileMeta,
+        peers: Vec<PeerInfo>,
+        grant: Grant,
+    },
 }
 
 /// One group as `list_groups` shows it.

@@ -1,1 +1,33 @@
+//! Harness of the end-to-end tests: runs the real `trackerd`, `p2pd` and `p2pctl` binaries on
+//! loopback, each test in its own temporary directory with its own ports.
+//!
+//! - [`Cluster`] owns a temp dir, a `tracker_info.txt` naming two free loopback ports, and the
+//!   two tracker processes.
+//! - [`Daemon`] is one user's `p2pd` (started with `--foreground`) and the `p2pctl` commands
+//!   that talk to it.
+//! - [`assert_ok`] / [`assert_fails`] check the command line contract of `p2pctl`: exit status
+//!   and a single `p2pctl: <reason>` line on stderr.
+//! - [`wire`] speaks raw frames, to poke at the trackers and the control socket with garbage.
+//!
+//! Nothing here sleeps to wait: every wait polls a condition with a short interval and gives up
+//! at a deadline with a message that says what it waited for. Every process a test starts is
+//! killed when the object that owns it is dropped, including a `p2pd` that `p2pctl` started by
+//! itself (found through its pid file).
 
+mod assert;
+mod bins;
+mod cluster;
+mod daemon;
+mod process;
+pub mod wire;
+
+pub use assert::{
+    assert_exit_code, assert_fails, assert_fails_one_of, assert_ok, assert_one_line, stderr_of,
+    stdout_of,
+};
+pub use bins::{bin, bin_dir};
+pub use cluster::{Cluster, Tracker};
+pub use daemon::{Daemon, password_of};
+pub use process::{
+    POLL_INTERVAL, READY_TIMEOUT, deadline_wait, run_bounded, wait_for, wait_for_exit,
+};

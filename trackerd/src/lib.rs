@@ -1,4 +1,5 @@
-//! `trackerd`: keeps users, sessions and groups in redb and answers `p2pd` over TCP.
+//! `trackerd`: keeps users, sessions, groups and file metadata in redb, tracks in memory which
+//! daemons hold which file, and answers `p2pd` over TCP.
 //!
 //! `main` parses flags and calls [`Tracker::bind`] then [`Tracker::serve`], so tests and other
 //! programs can run a tracker in-process.
@@ -10,11 +11,11 @@ pub mod records;
 pub mod server;
 mod stdin;
 pub mod store;
+pub mod swarm;
 
 use commands::Ctx;
 use p2p_proto::tracker_info::{TrackerInfo, TrackerInfoError};
 use std::path::PathBuf;
-use std::sync::Arc;
 use store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +49,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot load the tracker's signing key: {0}")]
+    SigningKey(p2p_proto::ErrorReply),
 }
 
 /// A tracker that is listening and has its database open.
@@ -73,13 +76,10 @@ impl Tracker {
             .map_err(|source| StartError::Bind { addr, source })?;
         let store = Store::open(&config.data_dir)?;
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let ctx = Ctx::new(store, config.tracker_no, workers).map_err(StartError::SigningKey)?;
         Ok(Self {
             listener,
-            ctx: Ctx {
-                store: Arc::new(store),
-                hasher: password::PasswordHasherPool::new(workers),
-                tracker_no: config.tracker_no,
-            },
+            ctx,
             read_stdin: config.read_stdin,
         })
     }
@@ -102,7 +102,25 @@ impl Tracker {
         if self.read_stdin {
             tokio::spawn(stdin::read_commands(shutdown.clone()));
         }
+        tokio::spawn(expire_swarm(self.ctx.clone(), shutdown.clone()));
         server::serve(self.listener, self.ctx, shutdown).await;
         tracing::info!("tracker stopped");
+    }
+}
+
+/// Drops swarm entries whose daemon stopped announcing, every [`swarm::EXPIRE_INTERVAL`].
+/// (Stale entries are never offered anyway; this bounds the memory they hold.)
+async fn expire_swarm(ctx: Ctx, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(swarm::EXPIRE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let dropped = ctx.swarm(|s| s.expire(std::time::Instant::now()));
+        if dropped > 0 {
+            tracing::debug!(dropped, "expired swarm entries");
+        }
     }
 }

@@ -9,8 +9,9 @@
 //! `apply` must be deterministic and must not fail on a record the primary accepted: all
 //! validation happens before a record is made.
 
-use crate::records::{GroupRecord, SessionRecord, UserRecord};
+use crate::records::{FileRecord, GroupRecord, SessionRecord, UserRecord};
 use crate::store::{StoreError, Tables};
+use p2p_proto::files::FileMeta;
 use p2p_proto::tracker::TrackerReply;
 use serde::{Deserialize, Serialize};
 
@@ -50,9 +51,20 @@ pub enum LogEntry {
         user: String,
     },
     /// A member left: the longest-standing remaining member becomes owner if the owner left,
-    /// and a group left without members is removed.
+    /// and a group left without members is removed together with its files.
     MemberLeft {
         group: String,
+        user: String,
+    },
+    /// The trackers' ed25519 signing key was created; `secret` is the hex of its 32 secret
+    /// bytes. Logged like any change so the standby signs grants with the same key.
+    SigningKeyCreated {
+        secret: String,
+    },
+    /// `user` registered a new file in `group`.
+    FileAdded {
+        group: String,
+        meta: FileMeta,
         user: String,
     },
 }
@@ -94,7 +106,10 @@ pub fn apply(tables: &mut Tables<'_>, entry: &LogEntry) -> Result<(), StoreError
             };
             record.members.retain(|m| m != user);
             match record.members.first() {
-                None => tables.remove_group(group),
+                None => {
+                    tables.remove_group_files(group)?;
+                    tables.remove_group(group)
+                }
                 Some(first) => {
                     if record.owner == *user {
                         record.owner = first.clone();
@@ -103,5 +118,11 @@ pub fn apply(tables: &mut Tables<'_>, entry: &LogEntry) -> Result<(), StoreError
                 }
             }
         }
+        LogEntry::SigningKeyCreated { secret } => tables.put_signing_key(secret),
+        LogEntry::FileAdded { group, meta, user } => tables.put_file(&FileRecord {
+            group: group.clone(),
+            meta: meta.clone(),
+            added_by: user.clone(),
+        }),
     }
 }

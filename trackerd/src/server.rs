@@ -83,7 +83,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Ctx, shutdown: Can
         };
         let id = request.id.clone();
         let call = request.call.name();
-        let result = dispatch(&ctx, request).await;
+        let result = dispatch(&ctx, peer, request).await;
         if let Err(e) = &result {
             tracing::debug!(%peer, call, kind = ?e.kind, error = %e, "request refused");
         }

@@ -1,71 +1,59 @@
 //! Commands typed on the tracker's standard input. `quit` stops the tracker; the end of input
 //! (stdin is /dev/null under systemd) is not a reason to stop.
+//!
+//! Stdin is read on a plain thread of its own: a blocking read cannot be cancelled, and the
+//! tracker must be able to exit (on SIGTERM) while a terminal or pipe is still open.
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use std::io::{BufRead, Read};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Longest stdin line read; longer ones are cut.
-const MAX_LINE: usize = 4096;
+const MAX_LINE: u64 = 4096;
 
 pub async fn read_commands(shutdown: CancellationToken) {
-    let mut lines = BufReader::new(tokio::io::stdin()).take_lines();
+    let (tx, mut rx) = mpsc::channel::<String>(4);
+    let spawned = std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            let stdin = std::io::stdin();
+            let mut lock = stdin.lock();
+            loop {
+                let mut line = Vec::new();
+                match (&mut lock).take(MAX_LINE).read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        // Skip the rest of an over-long line.
+                        if !line.ends_with(b"\n") && line.len() as u64 == MAX_LINE {
+                            let mut rest = Vec::new();
+                            let _ = lock.read_until(b'\n', &mut rest);
+                        }
+                        let text = String::from_utf8_lossy(&line).trim().to_string();
+                        if tx.blocking_send(text).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    if spawned.is_err() {
+        tracing::warn!("cannot read commands from stdin");
+        return;
+    }
     loop {
         let line = tokio::select! {
             _ = shutdown.cancelled() => return,
-            line = lines.next() => line,
+            line = rx.recv() => line,
         };
-        match line {
+        match line.as_deref() {
             None => return,
-            Some(line) => match line.trim() {
-                "quit" | "exit" => {
-                    tracing::info!("quit read on stdin; shutting down");
-                    shutdown.cancel();
-                    return;
-                }
-                "" => {}
-                other => eprintln!("unknown command {other:?}; commands: quit"),
-            },
-        }
-    }
-}
-
-/// Line reader with a length bound, ending at the first read error.
-struct BoundedLines<R> {
-    reader: R,
-    buf: Vec<u8>,
-}
-
-trait TakeLines: Sized {
-    fn take_lines(self) -> BoundedLines<Self>;
-}
-
-impl<R: AsyncBufReadExt + Unpin> TakeLines for R {
-    fn take_lines(self) -> BoundedLines<Self> {
-        BoundedLines {
-            reader: self,
-            buf: Vec::new(),
-        }
-    }
-}
-
-impl<R: AsyncBufReadExt + Unpin> BoundedLines<R> {
-    async fn next(&mut self) -> Option<String> {
-        self.buf.clear();
-        loop {
-            let chunk = self.reader.fill_buf().await.ok()?;
-            if chunk.is_empty() {
-                return (!self.buf.is_empty()).then(|| String::from_utf8_lossy(&self.buf).into());
+            Some("quit" | "exit") => {
+                tracing::info!("quit read on stdin; shutting down");
+                shutdown.cancel();
+                return;
             }
-            let (take, done) = match chunk.iter().position(|b| *b == b'\n') {
-                Some(i) => (i + 1, true),
-                None => (chunk.len(), false),
-            };
-            let room = MAX_LINE.saturating_sub(self.buf.len());
-            self.buf.extend_from_slice(&chunk[..take.min(room)]);
-            self.reader.consume(take);
-            if done {
-                return Some(String::from_utf8_lossy(&self.buf).into());
-            }
+            Some("") => {}
+            Some(other) => eprintln!("unknown command {other:?}; commands: quit"),
         }
     }
 }

@@ -6,10 +6,15 @@
 //! - `users`: user id → [`UserRecord`]
 //! - `sessions`: SHA-256 of the token (hex) → [`SessionRecord`]
 //! - `groups`: group id → [`GroupRecord`]
+//! - `files`: `{group}/{name}` → [`FileRecord`] (see [`file_key`])
+//! - `secrets`: name → JSON string; `signing_key` is the hex of the trackers' ed25519 secret
 //! - `meta`: name → u64 (`last_seq`)
 
 use crate::log::{LogEntry, LogRecord, apply};
-use crate::records::{GroupRecord, SessionRecord, UserRecord};
+use crate::records::{
+    FileRecord, GroupRecord, SessionRecord, UserRecord, file_key, group_files_range,
+};
+use ed25519_dalek::SigningKey;
 use p2p_proto::ErrorReply;
 use p2p_proto::tracker::TrackerReply;
 use redb::{
@@ -25,9 +30,12 @@ const REQUEST_IDS: TableDefinition<&str, u64> = TableDefinition::new("request_id
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
+const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files");
+const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const LAST_SEQ: &str = "last_seq";
+const SIGNING_KEY: &str = "signing_key";
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "tracker.redb";
@@ -66,6 +74,8 @@ pub struct TableSet<T> {
     users: T,
     sessions: T,
     groups: T,
+    files: T,
+    secrets: T,
 }
 
 /// The state tables of a write transaction.
@@ -80,12 +90,7 @@ fn get_json<T: DeserializeOwned>(
 ) -> Result<Option<T>, StoreError> {
     match table.get(key).map_err(db_err)? {
         None => Ok(None),
-        Some(guard) => serde_json::from_slice(guard.value())
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt {
-                table: name,
-                reason: e.to_string(),
-            }),
+        Some(guard) => parse_json(name, guard.value()).map(Some),
     }
 }
 
@@ -112,15 +117,51 @@ impl<T: ReadableTable<&'static str, &'static [u8]>> TableSet<T> {
         let mut out = Vec::new();
         for item in self.groups.iter().map_err(db_err)? {
             let (_, value) = item.map_err(db_err)?;
-            out.push(
-                serde_json::from_slice(value.value()).map_err(|e| StoreError::Corrupt {
-                    table: "groups",
-                    reason: e.to_string(),
-                })?,
-            );
+            out.push(parse_json("groups", value.value())?);
         }
         Ok(out)
     }
+
+    pub fn file(&self, group: &str, name: &str) -> Result<Option<FileRecord>, StoreError> {
+        get_json(&self.files, "files", &file_key(group, name))
+    }
+
+    /// Every file of `group`, ordered by name (bytewise).
+    pub fn group_files(&self, group: &str) -> Result<Vec<FileRecord>, StoreError> {
+        let (start, end) = group_files_range(group);
+        let mut out = Vec::new();
+        for item in self
+            .files
+            .range::<&str>(start.as_str()..end.as_str())
+            .map_err(db_err)?
+        {
+            let (_, value) = item.map_err(db_err)?;
+            out.push(parse_json("files", value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The trackers' signing key, once one was created.
+    pub fn signing_key(&self) -> Result<Option<SigningKey>, StoreError> {
+        let Some(secret) = get_json::<String>(&self.secrets, "secrets", SIGNING_KEY)? else {
+            return Ok(None);
+        };
+        let bytes: [u8; 32] = hex::decode(&secret)
+            .ok()
+            .and_then(|raw| raw.try_into().ok())
+            .ok_or_else(|| StoreError::Corrupt {
+                table: "secrets",
+                reason: "signing_key is not 64 hex characters".into(),
+            })?;
+        Ok(Some(SigningKey::from_bytes(&bytes)))
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(table: &'static str, raw: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt {
+        table,
+        reason: e.to_string(),
+    })
 }
 
 impl Tables<'_> {
@@ -159,6 +200,31 @@ impl Tables<'_> {
         Ok(())
     }
 
+    pub fn put_file(&mut self, record: &FileRecord) -> Result<(), StoreError> {
+        let key = file_key(&record.group, &record.meta.name);
+        self.files
+            .insert(key.as_str(), to_json(record).as_slice())
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Removes every file of `group`.
+    pub fn remove_group_files(&mut self, group: &str) -> Result<(), StoreError> {
+        let (start, end) = group_files_range(group);
+        self.files
+            .retain_in::<&str, _>(start.as_str()..end.as_str(), |_, _| false)
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Stores the hex of the trackers' signing key.
+    pub fn put_signing_key(&mut self, secret_hex: &str) -> Result<(), StoreError> {
+        self.secrets
+            .insert(SIGNING_KEY, to_json(&secret_hex).as_slice())
+            .map_err(db_err)?;
+        Ok(())
+    }
+
     /// Changes a group in place; a missing group is left alone.
     pub fn update_group(
         &mut self,
@@ -178,6 +244,8 @@ fn open_tables(txn: &WriteTransaction) -> Result<Tables<'_>, StoreError> {
         users: txn.open_table(USERS).map_err(db_err)?,
         sessions: txn.open_table(SESSIONS).map_err(db_err)?,
         groups: txn.open_table(GROUPS).map_err(db_err)?,
+        files: txn.open_table(FILES).map_err(db_err)?,
+        secrets: txn.open_table(SECRETS).map_err(db_err)?,
     })
 }
 
@@ -231,6 +299,8 @@ impl Store {
             users: txn.open_table(USERS).map_err(db_err)?,
             sessions: txn.open_table(SESSIONS).map_err(db_err)?,
             groups: txn.open_table(GROUPS).map_err(db_err)?,
+            files: txn.open_table(FILES).map_err(db_err)?,
+            secrets: txn.open_table(SECRETS).map_err(db_err)?,
         };
         f(&tables)
     }
@@ -309,6 +379,29 @@ impl Store {
         Ok(Some(record.reply))
     }
 
+    /// The trackers' signing key, created (and logged like any other change, so the standby
+    /// gets it too) the first time the tracker starts, and the same on every later start.
+    pub fn signing_key(&self) -> Result<SigningKey, ErrorReply> {
+        if let Some(key) = self.read(|t| Ok(t.signing_key()?))? {
+            return Ok(key);
+        }
+        let secret = hex::encode(p2p_proto::grant::new_signing_key().to_bytes());
+        self.write(&p2p_proto::token::new_request_id(), |t| {
+            // Checked again inside the write transaction, so a key is never replaced.
+            let entries = if t.signing_key()?.is_some() {
+                Vec::new()
+            } else {
+                vec![LogEntry::SigningKeyCreated { secret }]
+            };
+            Ok(Decision {
+                entries,
+                reply: TrackerReply::Done,
+            })
+        })?;
+        self.read(|t| Ok(t.signing_key()?))?
+            .ok_or_else(|| ErrorReply::internal("signing key missing right after it was stored"))
+    }
+
     /// Sequence number of the last applied record (0 for an empty log).
     pub fn last_seq(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
@@ -318,5 +411,117 @@ impl Store {
             .map_err(db_err)?
             .map(|g| g.value())
             .unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2p_proto::files::FileMeta;
+
+    fn meta(name: &str) -> FileMeta {
+        FileMeta {
+            name: name.into(),
+            size: 1,
+            sha1: "a".repeat(40),
+            pieces: vec!["b".repeat(40)],
+        }
+    }
+
+    /// Applies `entries` as one logged request.
+    fn log(store: &Store, entries: Vec<LogEntry>) {
+        let request_id = p2p_proto::token::new_request_id();
+        let reply = store.write(&request_id, |_| {
+            Ok(Decision {
+                entries,
+                reply: TrackerReply::Done,
+            })
+        });
+        assert_eq!(reply, Ok(TrackerReply::Done));
+    }
+
+    fn names(store: &Store, group: &str) -> Vec<String> {
+        let files = store.read(|t| Ok(t.group_files(group)?)).unwrap();
+        files.into_iter().map(|f| f.meta.name).collect()
+    }
+
+    #[test]
+    fn files_are_listed_per_group_and_removed_with_their_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // "g0" and "g.x" sort right next to "g/..." keys: the range must not catch them.
+        for group in ["g", "g0", "g.x"] {
+            log(
+                &store,
+                vec![
+                    LogEntry::GroupCreated {
+                        group: group.into(),
+                        owner: "alice".into(),
+                    },
+                    LogEntry::RequestAccepted {
+                        group: group.into(),
+                        user: "bob".into(),
+                    },
+                ],
+            );
+        }
+        for (group, name) in [("g", "b"), ("g", "a"), ("g0", "c"), ("g.x", "d")] {
+            log(
+                &store,
+                vec![LogEntry::FileAdded {
+                    group: group.into(),
+                    meta: meta(name),
+                    user: "alice".into(),
+                }],
+            );
+        }
+        assert_eq!(names(&store, "g"), ["a", "b"]);
+        let record = store.read(|t| Ok(t.file("g", "a")?)).unwrap().unwrap();
+        assert_eq!(record.added_by, "alice");
+        assert_eq!(record.meta, meta("a"));
+
+        // The owner leaving keeps the group and its files.
+        let left = |user: &str| LogEntry::MemberLeft {
+            group: "g".into(),
+            user: user.into(),
+        };
+        log(&store, vec![left("alice")]);
+        assert_eq!(names(&store, "g"), ["a", "b"]);
+
+        // The last member leaving removes the group's files, and only those.
+        log(&store, vec![left("bob")]);
+        assert!(store.read(|t| Ok(t.group("g")?)).unwrap().is_none());
+        assert!(names(&store, "g").is_empty());
+        assert!(store.read(|t| Ok(t.file("g", "a")?)).unwrap().is_none());
+        assert_eq!(names(&store, "g0"), ["c"]);
+        assert_eq!(names(&store, "g.x"), ["d"]);
+
+        // A group created again under that name starts empty, also after a restart.
+        log(
+            &store,
+            vec![LogEntry::GroupCreated {
+                group: "g".into(),
+                owner: "carol".into(),
+            }],
+        );
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert!(names(&store, "g").is_empty());
+        assert_eq!(names(&store, "g0"), ["c"]);
+    }
+
+    #[test]
+    fn signing_key_is_created_once_and_survives_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.last_seq().unwrap(), 0);
+        let key = store.signing_key().unwrap();
+        assert_eq!(store.last_seq().unwrap(), 1, "the key is one log record");
+        assert_eq!(store.signing_key().unwrap(), key);
+        assert_eq!(store.last_seq().unwrap(), 1);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.signing_key().unwrap(), key);
+        assert_eq!(store.last_seq().unwrap(), 1);
     }
 }

@@ -8,6 +8,7 @@ use p2p_proto::ids::{validate_id, validate_password};
 use p2p_proto::token::new_session_token;
 use p2p_proto::tracker::TrackerCall;
 use p2p_proto::{ErrorKind, ErrorReply};
+use std::sync::Arc;
 
 pub async fn create_user(
     daemon: &Daemon,
@@ -32,7 +33,7 @@ pub async fn create_user(
 /// Logs in. One daemon holds one user's session: logging in again as the same user renews the
 /// session; another user must log the first one out.
 pub async fn login(
-    daemon: &Daemon,
+    daemon: &Arc<Daemon>,
     user: String,
     password: String,
 ) -> Result<CtlReply, ErrorReply> {
@@ -66,12 +67,15 @@ pub async fn login(
     daemon
         .with_state(move |s| Ok(s.set_session(Some(&session))?))
         .await?;
-    if let Some(previous) = previous {
+    if let Some(previous) = &previous {
         // Close the session this login replaces; failing to is harmless.
         let _ = daemon
             .tracker
             .call(Some(&previous.token), TrackerCall::Logout)
             .await;
+    }
+    if previous.is_none() {
+        crate::shares::restore(daemon, &user).await;
     }
     Ok(done(format!("logged in as {user}")))
 }
@@ -89,6 +93,9 @@ pub async fn logout(daemon: &Daemon) -> Result<CtlReply, ErrorReply> {
         Err(e) if e.kind == ErrorKind::NotLoggedIn => {}
         Err(e) => return Err(e),
     }
+    // Stop sharing: no holdings, no downloads; both come back at the next login.
+    daemon.downloads.stop_all();
+    daemon.holdings.clear();
     daemon.with_state(|s| Ok(s.set_session(None)?)).await?;
     Ok(done(format!("logged out {}", session.user)))
 }

@@ -1,14 +1,224 @@
-//! File sharing commands: `upload_file`, `list_files`, `download_file`, `show_downloads`,
-//! `stop_share`.
+//! `upload_file`, `list_files`, `download_file`, `show_downloads`, `stop_share`.
 
+use super::{done, unexpected};
 use crate::daemon::Daemon;
+use crate::hashing::hash_file;
+use crate::state::{DownloadRecord, ShareRecord, StoredState, file_key};
 use p2p_proto::control::CtlReply;
+use p2p_proto::files::validate_file_name;
+use p2p_proto::ids::validate_id;
+use p2p_proto::tracker::{TrackerCall, TrackerReply};
 use p2p_proto::{ErrorKind, ErrorReply};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-pub async fn not_yet(daemon: &Daemon) -> Result<CtlReply, ErrorReply> {
-    daemon.require_session().await?;
-    Err(ErrorReply::new(
-        ErrorKind::Unavailable,
-        "file sharing is not available in this build",
-    ))
+pub async fn upload(
+    daemon: &Arc<Daemon>,
+    group: String,
+    path: PathBuf,
+) -> Result<CtlReply, ErrorReply> {
+    let session = daemon.require_session().await?;
+    validate_id("group id", &group)?;
+    let meta = std::fs::metadata(&path).map_err(|e| {
+        ErrorReply::invalid(format!("cannot read {}: {}", path.display(), io_reason(&e)))
+    })?;
+    if !meta.is_file() {
+        return Err(ErrorReply::invalid(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| ErrorReply::invalid(format!("{} has no usable file name", path.display())))?
+        .to_string();
+    validate_file_name(&name).map_err(ErrorReply::invalid)?;
+    let (hash_path, hash_name) = (path.clone(), name.clone());
+    let hashed = tokio::task::spawn_blocking(move || hash_file(&hash_path, &hash_name))
+        .await
+        .map_err(|e| ErrorReply::internal(e.to_string()))?
+        .map_err(|e| ErrorReply::invalid(e.to_string()))?;
+    let size = hashed.meta.size;
+    let pieces = hashed.meta.pieces.len();
+    let share = ShareRecord {
+        user: session.user.clone(),
+        group: group.clone(),
+        name: name.clone(),
+        path,
+        size,
+        mtime_ns: hashed.mtime_ns,
+        sha1: hashed.meta.sha1.clone(),
+        pieces,
+    };
+    daemon
+        .call_as_user(TrackerCall::UploadFile {
+            group: group.clone(),
+            file: hashed.meta,
+            port: daemon.peer_port,
+        })
+        .await?;
+    let holding = crate::shares::holding_for(&share);
+    daemon.with_state(move |s| Ok(s.put_share(&share)?)).await?;
+    daemon.holdings.insert(Arc::new(holding));
+    daemon.announce_now.notify_one();
+    Ok(done(format!(
+        "shared {name} in {group} ({size} bytes, {pieces} pieces)"
+    )))
+}
+
+pub async fn list(daemon: &Daemon, group: String) -> Result<CtlReply, ErrorReply> {
+    validate_id("group id", &group)?;
+    match daemon
+        .call_as_user(TrackerCall::ListFiles { group })
+        .await?
+    {
+        TrackerReply::Files { group, files } => Ok(CtlReply::Files { group, files }),
+        other => Err(unexpected(other)),
+    }
+}
+
+pub async fn download(
+    daemon: &Arc<Daemon>,
+    group: String,
+    file: String,
+    destination: PathBuf,
+) -> Result<CtlReply, ErrorReply> {
+    let session = daemon.require_session().await?;
+    validate_id("group id", &group)?;
+    validate_file_name(&file).map_err(ErrorReply::invalid)?;
+    let dest = if destination.is_dir() {
+        destination.join(&file)
+    } else {
+        let parent = destination
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .ok_or_else(|| ErrorReply::invalid("destination has no parent directory"))?;
+        if !parent.is_dir() {
+            return Err(ErrorReply::invalid(format!(
+                "destination directory {} does not exist",
+                parent.display()
+            )));
+        }
+        destination.clone()
+    };
+    if dest.symlink_metadata().is_ok() {
+        return Err(ErrorReply::new(
+            ErrorKind::AlreadyExists,
+            format!("{} already exists", dest.display()),
+        ));
+    }
+    let key = file_key(&session.user, &group, &file);
+    if daemon.downloads.get(&key).is_some() {
+        return Err(ErrorReply::new(
+            ErrorKind::Conflict,
+            format!("{file} from {group} is already being downloaded"),
+        ));
+    }
+    let (meta, peers) = match daemon
+        .call_as_user(TrackerCall::FetchFile {
+            group: group.clone(),
+            name: file.clone(),
+        })
+        .await?
+    {
+        TrackerReply::FileDetails { meta, peers, .. } => (meta, peers),
+        other => return Err(unexpected(other)),
+    };
+    meta.validate().map_err(|e| {
+        ErrorReply::new(
+            ErrorKind::Protocol,
+            format!("tracker sent bad metadata: {e}"),
+        )
+    })?;
+    if meta.name != file {
+        return Err(ErrorReply::new(
+            ErrorKind::Protocol,
+            "tracker sent metadata of another file",
+        ));
+    }
+    if peers.is_empty() {
+        return Err(ErrorReply::new(
+            ErrorKind::Unavailable,
+            format!("no peer with {file} is online in {group}"),
+        ));
+    }
+    let mut part = dest.clone().into_os_string();
+    part.push(".p2p-part");
+    let record = DownloadRecord {
+        user: session.user.clone(),
+        group: group.clone(),
+        meta,
+        destination: dest.clone(),
+        part_path: PathBuf::from(part),
+        state: StoredState::Active,
+        error: None,
+    };
+    let stored = record.clone();
+    let bitmap_key = key.clone();
+    let pieces = record.meta.pieces.len();
+    daemon
+        .with_state(move |s| {
+            s.put_download(&stored)?;
+            s.put_bitmap(
+                &bitmap_key,
+                p2p_proto::bitfield::Bitfield::new(pieces).as_bytes(),
+            )?;
+            Ok(())
+        })
+        .await?;
+    crate::download::start(daemon, record, true)?;
+    Ok(done(format!(
+        "downloading {file} from {} peer(s) into {}",
+        peers.len(),
+        dest.display()
+    )))
+}
+
+pub async fn show(daemon: &Arc<Daemon>) -> Result<CtlReply, ErrorReply> {
+    let session = daemon.require_session().await?;
+    let d = Arc::clone(daemon);
+    let downloads = tokio::task::spawn_blocking(move || crate::download::list(&d, &session.user))
+        .await
+        .map_err(|e| ErrorReply::internal(e.to_string()))??;
+    Ok(CtlReply::Downloads { downloads })
+}
+
+pub async fn stop_share(
+    daemon: &Daemon,
+    group: String,
+    file: String,
+) -> Result<CtlReply, ErrorReply> {
+    let session = daemon.require_session().await?;
+    validate_id("group id", &group)?;
+    validate_file_name(&file).map_err(ErrorReply::invalid)?;
+    let key = file_key(&session.user, &group, &file);
+    let lookup = key.clone();
+    let share = daemon.with_state(move |s| Ok(s.share(&lookup)?)).await?;
+    let held = daemon.holdings.remove_named(&group, &file);
+    if share.is_none() && held.is_none() {
+        return Err(ErrorReply::new(
+            ErrorKind::NotFound,
+            format!("you are not sharing {file} in {group}"),
+        ));
+    }
+    daemon
+        .with_state(move |s| Ok(s.remove_share(&key)?))
+        .await?;
+    daemon
+        .call_as_user(TrackerCall::StopShare {
+            group: group.clone(),
+            name: file.clone(),
+        })
+        .await?;
+    Ok(done(format!("stopped sharing {file} in {group}")))
+}
+
+/// An I/O error's reason without the "(os error N)" suffix.
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
 }

@@ -8,8 +8,9 @@ mod status;
 use crate::daemon::Daemon;
 use p2p_proto::ErrorReply;
 use p2p_proto::control::{CtlCommand, CtlReply};
+use std::sync::Arc;
 
-pub async fn dispatch(daemon: &Daemon, cmd: CtlCommand) -> Result<CtlReply, ErrorReply> {
+pub async fn dispatch(daemon: &Arc<Daemon>, cmd: CtlCommand) -> Result<CtlReply, ErrorReply> {
     match cmd {
         CtlCommand::Status => status::run(daemon).await,
         CtlCommand::CreateUser { user, password } => {
@@ -23,11 +24,15 @@ pub async fn dispatch(daemon: &Daemon, cmd: CtlCommand) -> Result<CtlReply, Erro
         CtlCommand::ListGroups => groups::list(daemon).await,
         CtlCommand::ListRequests { group } => groups::list_requests(daemon, group).await,
         CtlCommand::AcceptRequest { group, user } => groups::accept(daemon, group, user).await,
-        CtlCommand::UploadFile { .. }
-        | CtlCommand::ListFiles { .. }
-        | CtlCommand::DownloadFile { .. }
-        | CtlCommand::ShowDownloads
-        | CtlCommand::StopShare { .. } => files::not_yet(daemon).await,
+        CtlCommand::UploadFile { group, path } => files::upload(daemon, group, path).await,
+        CtlCommand::ListFiles { group } => files::list(daemon, group).await,
+        CtlCommand::DownloadFile {
+            group,
+            file,
+            destination,
+        } => files::download(daemon, group, file, destination).await,
+        CtlCommand::ShowDownloads => files::show(daemon).await,
+        CtlCommand::StopShare { group, file } => files::stop_share(daemon, group, file).await,
     }
 }
 

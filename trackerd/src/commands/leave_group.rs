@@ -1,5 +1,6 @@
 //! `leave_group <group>`: the caller leaves; ownership passes to the longest-standing member
-//! and an empty group is removed (see [`crate::log::LogEntry::MemberLeft`]).
+//! and an empty group is removed with its files (see [`crate::log::LogEntry::MemberLeft`]).
+//! The caller's daemon no longer offers anything in the group.
 
 use super::{Caller, Ctx, existing_group};
 use crate::log::LogEntry;
@@ -16,38 +17,42 @@ pub async fn run(
 ) -> Result<TrackerReply, ErrorReply> {
     validate_id("group id", &group)?;
     let request_id = id.to_string();
-    ctx.store(move |s| {
-        s.write(&request_id, |t| {
-            let record = existing_group(t, &group)?;
-            if !record.is_member(&caller.user) {
-                let why = if record.has_requested(&caller.user) {
-                    format!("you are not a member of {group} (your join request is pending)")
-                } else {
-                    format!("you are not a member of {group}")
+    let (user, g) = (caller.user.clone(), group.clone());
+    let reply = ctx
+        .store(move |s| {
+            s.write(&request_id, |t| {
+                let record = existing_group(t, &group)?;
+                if !record.is_member(&caller.user) {
+                    let why = if record.has_requested(&caller.user) {
+                        format!("you are not a member of {group} (your join request is pending)")
+                    } else {
+                        format!("you are not a member of {group}")
+                    };
+                    return Err(ErrorReply::new(ErrorKind::Conflict, why));
+                }
+                let remaining: Vec<&String> = record
+                    .members
+                    .iter()
+                    .filter(|m| **m != caller.user)
+                    .collect();
+                let new_owner = match remaining.first() {
+                    Some(next) if record.owner == caller.user => Some((*next).clone()),
+                    _ => None,
                 };
-                return Err(ErrorReply::new(ErrorKind::Conflict, why));
-            }
-            let remaining: Vec<&String> = record
-                .members
-                .iter()
-                .filter(|m| **m != caller.user)
-                .collect();
-            let new_owner = match remaining.first() {
-                Some(next) if record.owner == caller.user => Some((*next).clone()),
-                _ => None,
-            };
-            Ok(Decision {
-                entries: vec![LogEntry::MemberLeft {
-                    group: group.clone(),
-                    user: caller.user.clone(),
-                }],
-                reply: TrackerReply::Left(LeftGroup {
-                    group: group.clone(),
-                    new_owner,
-                    removed: remaining.is_empty(),
-                }),
+                Ok(Decision {
+                    entries: vec![LogEntry::MemberLeft {
+                        group: group.clone(),
+                        user: caller.user.clone(),
+                    }],
+                    reply: TrackerReply::Left(LeftGroup {
+                        group: group.clone(),
+                        new_owner,
+                        removed: remaining.is_empty(),
+                    }),
+                })
             })
         })
-    })
-    .await
+        .await?;
+    ctx.swarm(|s| s.remove_user_in_group(&user, &g));
+    Ok(reply)
 }

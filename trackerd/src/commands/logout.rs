@@ -1,4 +1,4 @@
-//! `logout`: closes the caller's session.
+//! `logout`: closes the caller's session and withdraws everything its daemon offered.
 
 use super::{Caller, Ctx};
 use crate::log::LogEntry;
@@ -8,15 +8,19 @@ use p2p_proto::tracker::TrackerReply;
 
 pub async fn run(ctx: &Ctx, id: &str, caller: Caller) -> Result<TrackerReply, ErrorReply> {
     let request_id = id.to_string();
-    ctx.store(move |s| {
-        s.write(&request_id, |_| {
-            Ok(Decision {
-                entries: vec![LogEntry::SessionClosed {
-                    token_hash: caller.token_hash.clone(),
-                }],
-                reply: TrackerReply::User { user: caller.user },
+    let user = caller.user.clone();
+    let reply = ctx
+        .store(move |s| {
+            s.write(&request_id, |_| {
+                Ok(Decision {
+                    entries: vec![LogEntry::SessionClosed {
+                        token_hash: caller.token_hash.clone(),
+                    }],
+                    reply: TrackerReply::User { user: caller.user },
+                })
             })
         })
-    })
-    .await
+        .await?;
+    ctx.swarm(|s| s.remove_user(&user));
+    Ok(reply)
 }

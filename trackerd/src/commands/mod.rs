@@ -1,24 +1,36 @@
 //! One file per tracker command; [`dispatch`] is the one exhaustive match.
 //!
 //! Reads run on a snapshot; writes go through [`Store::write`] so each is one log record.
-//! Store calls block (redb), so they run on the blocking pool via [`Ctx::store`].
+//! Store calls block (redb), so they run on the blocking pool via [`Ctx::store`]. Who holds
+//! which file is not stored: it is the in-memory [`Swarm`], reached through [`Ctx::swarm`].
 
 mod accept_request;
+mod announce;
 mod create_group;
 mod create_user;
+mod fetch_file;
 mod join_group;
 mod leave_group;
+mod list_files;
 mod list_groups;
 mod list_requests;
 mod login;
 mod logout;
+mod signing_key;
+mod stop_share;
+mod upload_file;
 
 use crate::password::PasswordHasherPool;
-use crate::store::Store;
+use crate::records::{FileRecord, GroupRecord};
+use crate::store::{Store, TableSet};
+use crate::swarm::Swarm;
+use ed25519_dalek::SigningKey;
 use p2p_proto::tracker::{TrackerCall, TrackerReply, TrackerRequest};
 use p2p_proto::{ErrorKind, ErrorReply};
+use redb::ReadableTable;
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// What every command handler may use.
 #[derive(Clone)]
@@ -26,9 +38,33 @@ pub struct Ctx {
     pub store: Arc<Store>,
     pub hasher: PasswordHasherPool,
     pub tracker_no: usize,
+    /// The trackers' key, which signs download grants.
+    pub signing_key: Arc<SigningKey>,
+    /// Who holds which file now. Locked only briefly, never across an `.await`.
+    pub swarm: Arc<Mutex<Swarm>>,
 }
 
 impl Ctx {
+    /// The context of a tracker serving `store`, creating the signing key on first start.
+    /// Blocks on the database; call it before serving (or on the blocking pool).
+    pub fn new(store: Store, tracker_no: usize, hash_workers: usize) -> Result<Self, ErrorReply> {
+        let signing_key = store.signing_key()?;
+        Ok(Self {
+            store: Arc::new(store),
+            hasher: PasswordHasherPool::new(hash_workers),
+            tracker_no,
+            signing_key: Arc::new(signing_key),
+            swarm: Arc::new(Mutex::new(Swarm::new())),
+        })
+    }
+
+    /// Runs `op` on the swarm under its lock. `op` is synchronous, so the lock is never held
+    /// across an `.await`; a panic elsewhere while holding it does not make the swarm unusable.
+    pub fn swarm<R>(&self, op: impl FnOnce(&mut Swarm) -> R) -> R {
+        let mut swarm = self.swarm.lock().unwrap_or_else(PoisonError::into_inner);
+        op(&mut swarm)
+    }
+
     /// Runs a blocking store operation on the blocking pool.
     pub async fn store<R: Send + 'static>(
         &self,
@@ -52,8 +88,12 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Answers one request.
-pub async fn dispatch(ctx: &Ctx, request: TrackerRequest) -> Result<TrackerReply, ErrorReply> {
+/// Answers one request that arrived on a connection from `peer`.
+pub async fn dispatch(
+    ctx: &Ctx,
+    peer: SocketAddr,
+    request: TrackerRequest,
+) -> Result<TrackerReply, ErrorReply> {
     if !p2p_proto::token::is_request_id(&request.id) {
         return Err(ErrorReply::new(
             ErrorKind::Protocol,
@@ -65,6 +105,7 @@ pub async fn dispatch(ctx: &Ctx, request: TrackerRequest) -> Result<TrackerReply
         TrackerCall::Ping => Ok(TrackerReply::Pong {
             tracker_no: ctx.tracker_no,
         }),
+        TrackerCall::SigningKey => signing_key::run(ctx),
         TrackerCall::CreateUser { user, password } => {
             create_user::run(ctx, id, user, password).await
         }
@@ -76,9 +117,10 @@ pub async fn dispatch(ctx: &Ctx, request: TrackerRequest) -> Result<TrackerReply
         call => {
             let caller = authenticate(ctx, request.session).await?;
             match call {
-                TrackerCall::Ping | TrackerCall::CreateUser { .. } | TrackerCall::Login { .. } => {
-                    unreachable_call()
-                }
+                TrackerCall::Ping
+                | TrackerCall::SigningKey
+                | TrackerCall::CreateUser { .. }
+                | TrackerCall::Login { .. } => unreachable_call(),
                 TrackerCall::Logout => logout::run(ctx, id, caller).await,
                 TrackerCall::Whoami => Ok(TrackerReply::User { user: caller.user }),
                 TrackerCall::CreateGroup { group } => {
@@ -90,6 +132,19 @@ pub async fn dispatch(ctx: &Ctx, request: TrackerRequest) -> Result<TrackerReply
                 TrackerCall::ListRequests { group } => list_requests::run(ctx, caller, group).await,
                 TrackerCall::AcceptRequest { group, user } => {
                     accept_request::run(ctx, id, caller, group, user).await
+                }
+                TrackerCall::UploadFile { group, file, port } => {
+                    upload_file::run(ctx, id, caller, peer, group, file, port).await
+                }
+                TrackerCall::ListFiles { group } => list_files::run(ctx, caller, group).await,
+                TrackerCall::FetchFile { group, name } => {
+                    fetch_file::run(ctx, caller, group, name).await
+                }
+                TrackerCall::Announce { port, shares } => {
+                    announce::run(ctx, caller, peer, port, shares).await
+                }
+                TrackerCall::StopShare { group, name } => {
+                    stop_share::run(ctx, caller, group, name).await
                 }
             }
         }
@@ -124,10 +179,62 @@ async fn authenticate(ctx: &Ctx, session: Option<String>) -> Result<Caller, Erro
 
 /// The group named, or a `not_found` error.
 fn existing_group(
-    tables: &crate::store::TableSet<impl redb::ReadableTable<&'static str, &'static [u8]>>,
+    tables: &TableSet<impl ReadableTable<&'static str, &'static [u8]>>,
     group: &str,
-) -> Result<crate::records::GroupRecord, ErrorReply> {
+) -> Result<GroupRecord, ErrorReply> {
     tables
         .group(group)?
         .ok_or_else(|| ErrorReply::new(ErrorKind::NotFound, format!("no group named {group}")))
 }
+
+/// The group named if `user` is a member of it; `not_found` or `permission_denied` otherwise.
+fn member_group(
+    tables: &TableSet<impl ReadableTable<&'static str, &'static [u8]>>,
+    group: &str,
+    user: &str,
+) -> Result<GroupRecord, ErrorReply> {
+    let record = existing_group(tables, group)?;
+    if !record.is_member(user) {
+        return Err(not_a_member(group));
+    }
+    Ok(record)
+}
+
+fn not_a_member(group: &str) -> ErrorReply {
+    ErrorReply::new(
+        ErrorKind::PermissionDenied,
+        format!("you are not a member of {group}"),
+    )
+}
+
+/// The file named in `group`, or a `not_found` error.
+fn existing_file(
+    tables: &TableSet<impl ReadableTable<&'static str, &'static [u8]>>,
+    group: &str,
+    name: &str,
+) -> Result<FileRecord, ErrorReply> {
+    tables.file(group, name)?.ok_or_else(|| {
+        ErrorReply::new(
+            ErrorKind::NotFound,
+            format!("no file named {name} in {group}"),
+        )
+    })
+}
+
+/// Checks a file name from the network, as an `invalid_argument` error.
+fn validate_file_name(name: &str) -> Result<(), ErrorReply> {
+    p2p_proto::files::validate_file_name(name).map_err(ErrorReply::invalid)
+}
+
+/// Checks the port a daemon says its peer listener is on.
+fn validate_port(port: u16) -> Result<(), ErrorReply> {
+    if port == 0 {
+        return Err(ErrorReply::invalid(
+            "peer port must not be 0; the daemon's peer listener is not running",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,207 @@
+//! Which piece to ask a peer for next. Pure logic, no I/O; see `PIECES.md` beside this file
+//! for the invariants.
+//!
+//! - Rarest first: among missing pieces nobody has been asked for, the one the fewest
+//!   connected peers hold. Ties go in index order from a random starting point, so downloaders
+//!   of one seeder spread over the file instead of all asking for piece 0.
+//! - Endgame: when every missing piece the peer holds is already requested elsewhere, the
+//!   piece is requested again from this peer (at most [`MAX_DUPLICATES`] requests per piece);
+//!   whichever copy arrives first wins and the others are cancelled.
+
+use p2p_proto::bitfield::Bitfield;
+
+/// Most simultaneous requests for one piece in the endgame.
+pub const MAX_DUPLICATES: u8 = 3;
+
+#[derive(Debug)]
+pub struct Picker {
+    done: Bitfield,
+    /// How many connected peers hold each piece.
+    availability: Vec<u32>,
+    /// How many requests are outstanding for each piece.
+    in_flight: Vec<u8>,
+    start: usize,
+}
+
+impl Picker {
+    pub fn new(done: Bitfield, start: usize) -> Self {
+        let n = done.len();
+        Self {
+            done,
+            availability: vec![0; n],
+            in_flight: vec![0; n],
+            start: if n == 0 { 0 } else { start % n },
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.done.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.done.is_empty()
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.done.is_complete()
+    }
+
+    pub fn is_done(&self, piece: usize) -> bool {
+        self.done.get(piece)
+    }
+
+    pub fn missing(&self) -> usize {
+        self.done.len() - self.done.count()
+    }
+
+    pub fn peer_added(&mut self, has: &Bitfield) {
+        for i in has.iter_set() {
+            if let Some(a) = self.availability.get_mut(i) {
+                *a += 1;
+            }
+        }
+    }
+
+    pub fn peer_removed(&mut self, has: &Bitfield) {
+        for i in has.iter_set() {
+            if let Some(a) = self.availability.get_mut(i) {
+                *a = a.saturating_sub(1);
+            }
+        }
+    }
+
+    /// A connected peer announced a new piece.
+    pub fn peer_has(&mut self, piece: usize) {
+        if let Some(a) = self.availability.get_mut(piece) {
+            *a += 1;
+        }
+    }
+
+    /// True when `has` holds a piece we still miss.
+    pub fn wants_from(&self, has: &Bitfield) -> bool {
+        (0..self.len()).any(|i| has.get(i) && !self.done.get(i))
+    }
+
+    /// The next piece to request from a peer holding `has`, of which `asked` are already
+    /// requested from it. Marks the piece as in flight.
+    pub fn pick(&mut self, has: &Bitfield, asked: &[usize]) -> Option<usize> {
+        let n = self.len();
+        let mut best: Option<(u32, usize)> = None;
+        for k in 0..n {
+            let i = (self.start + k) % n;
+            if self.done.get(i) || self.in_flight[i] > 0 || !has.get(i) {
+                continue;
+            }
+            let a = self.availability[i];
+            if best.is_none_or(|(b, _)| a < b) {
+                best = Some((a, i));
+                if a <= 1 {
+                    break;
+                }
+            }
+        }
+        let piece = match best {
+            Some((_, i)) => i,
+            None => self.endgame_pick(has, asked)?,
+        };
+        self.in_flight[piece] = self.in_flight[piece].saturating_add(1);
+        Some(piece)
+    }
+
+    fn endgame_pick(&self, has: &Bitfield, asked: &[usize]) -> Option<usize> {
+        (0..self.len())
+            .filter(|&i| {
+                !self.done.get(i)
+                    && has.get(i)
+                    && self.in_flight[i] < MAX_DUPLICATES
+                    && !asked.contains(&i)
+            })
+            .min_by_key(|&i| self.in_flight[i])
+    }
+
+    /// A request ended without the piece (rejected, timed out, peer gone).
+    pub fn release(&mut self, piece: usize) {
+        if let Some(f) = self.in_flight.get_mut(piece) {
+            *f = f.saturating_sub(1);
+        }
+    }
+
+    /// A piece arrived and verified; returns false if another copy was first.
+    pub fn complete(&mut self, piece: usize) -> bool {
+        self.release(piece);
+        self.done.set(piece)
+    }
+
+    /// A piece that arrived failed verification: it is missing again.
+    pub fn failed(&mut self, piece: usize) {
+        self.release(piece);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(n: usize) -> Bitfield {
+        Bitfield::full(n)
+    }
+
+    #[test]
+    fn rarest_piece_first() {
+        let mut p = Picker::new(Bitfield::new(4), 0);
+        let mut common = all(4);
+        common.clear(3);
+        p.peer_added(&all(4));
+        p.peer_added(&common);
+        // Piece 3 is held by one peer only.
+        assert_eq!(p.pick(&all(4), &[]), Some(3));
+    }
+
+    #[test]
+    fn ties_start_at_the_random_offset_and_each_piece_is_asked_once() {
+        let mut p = Picker::new(Bitfield::new(4), 2);
+        p.peer_added(&all(4));
+        let order: Vec<_> = (0..4).map_while(|_| p.pick(&all(4), &[])).collect();
+        assert_eq!(order, vec![2, 3, 0, 1]);
+    }
+
+    #[test]
+    fn endgame_duplicates_requests_but_not_to_the_same_peer() {
+        let mut p = Picker::new(Bitfield::new(2), 0);
+        p.peer_added(&all(2));
+        p.peer_added(&all(2));
+        assert_eq!(p.pick(&all(2), &[]), Some(0));
+        assert_eq!(p.pick(&all(2), &[]), Some(1));
+        // Second peer: nothing unrequested is left, so it duplicates, but never a piece it
+        // was already asked for.
+        assert_eq!(p.pick(&all(2), &[0]), Some(1));
+        assert_eq!(p.pick(&all(2), &[0, 1]), None);
+        assert!(p.complete(1));
+        assert!(!p.complete(1), "the second copy is not counted");
+        assert_eq!(p.missing(), 1);
+    }
+
+    #[test]
+    fn released_and_failed_pieces_are_picked_again() {
+        let mut p = Picker::new(Bitfield::new(1), 0);
+        p.peer_added(&all(1));
+        assert_eq!(p.pick(&all(1), &[]), Some(0));
+        p.failed(0);
+        assert_eq!(p.pick(&all(1), &[]), Some(0));
+        p.release(0);
+        assert!(p.complete(0));
+        assert!(p.is_complete());
+        assert_eq!(p.pick(&all(1), &[]), None);
+    }
+
+    #[test]
+    fn a_peer_without_wanted_pieces_gets_nothing() {
+        let mut done = Bitfield::new(2);
+        done.set(0);
+        let mut p = Picker::new(done, 0);
+        let mut only_first = Bitfield::new(2);
+        only_first.set(0);
+        assert!(!p.wants_from(&only_first));
+        assert_eq!(p.pick(&only_first, &[]), None);
+    }
+}

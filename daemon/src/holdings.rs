@@ -1,0 +1,149 @@
+//! What this daemon can serve to peers right now: every share of the logged-in user and the
+//! verified pieces of every download in progress, indexed by (group, file SHA-1).
+//!
+//! A download's [`Holding`] is the one record of its verified pieces: the downloader sets bits
+//! in it as pieces pass verification, and the peer server reads them to answer requests and
+//! forwards each new bit as a HAVE to the peers connected to us.
+
+use p2p_proto::bitfield::Bitfield;
+use p2p_proto::files::FileMeta;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::broadcast;
+
+pub struct Holding {
+    pub group: String,
+    pub meta: Arc<FileMeta>,
+    /// The file the pieces are read from (a download's part file until it completes).
+    path: RwLock<PathBuf>,
+    have: RwLock<Bitfield>,
+    /// Announces each newly verified piece to the peer connections serving this file.
+    haves: broadcast::Sender<u32>,
+    /// `Some(key)` for a share: the key of its share record, to withdraw it when it changed.
+    pub share_key: Option<String>,
+    /// For a share: the size and mtime its file had when hashed.
+    expected_stat: Option<(u64, i128)>,
+}
+
+impl Holding {
+    pub fn new(
+        group: String,
+        meta: Arc<FileMeta>,
+        path: PathBuf,
+        have: Bitfield,
+        share_key: Option<String>,
+    ) -> Self {
+        let (haves, _) = broadcast::channel(1024);
+        Self {
+            group,
+            meta,
+            path: RwLock::new(path),
+            have: RwLock::new(have),
+            haves,
+            share_key,
+            expected_stat: None,
+        }
+    }
+
+    pub fn set_expected_stat(&mut self, size: u64, mtime_ns: i128) {
+        self.expected_stat = Some((size, mtime_ns));
+    }
+
+    pub fn expected_stat(&self) -> Option<(u64, i128)> {
+        self.expected_stat
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.path.read().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    pub fn set_path(&self, path: PathBuf) {
+        if let Ok(mut p) = self.path.write() {
+            *p = path;
+        }
+    }
+
+    pub fn has(&self, piece: usize) -> bool {
+        self.have.read().map(|h| h.get(piece)).unwrap_or(false)
+    }
+
+    pub fn bitfield(&self) -> Bitfield {
+        self.have
+            .read()
+            .map(|h| h.clone())
+            .unwrap_or_else(|_| Bitfield::new(0))
+    }
+
+    pub fn count(&self) -> usize {
+        self.have.read().map(|h| h.count()).unwrap_or(0)
+    }
+
+    /// Records a verified piece and tells connected peers. Returns the number of pieces held.
+    pub fn add_piece(&self, piece: usize) -> usize {
+        let count = match self.have.write() {
+            Ok(mut h) => {
+                h.set(piece);
+                h.count()
+            }
+            Err(_) => 0,
+        };
+        let _ = self.haves.send(piece as u32);
+        count
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<u32> {
+        self.haves.subscribe()
+    }
+}
+
+type Key = (String, String);
+
+/// Every holding of the logged-in user.
+#[derive(Default)]
+pub struct Holdings {
+    map: Mutex<HashMap<Key, Arc<Holding>>>,
+}
+
+impl Holdings {
+    pub fn insert(&self, holding: Arc<Holding>) {
+        let key = (holding.group.clone(), holding.meta.sha1.clone());
+        if let Ok(mut map) = self.map.lock() {
+            map.insert(key, holding);
+        }
+    }
+
+    pub fn get(&self, group: &str, sha1: &str) -> Option<Arc<Holding>> {
+        let map = self.map.lock().ok()?;
+        map.get(&(group.to_string(), sha1.to_string())).cloned()
+    }
+
+    /// Removes the holding of `name` in `group`, returning it.
+    pub fn remove_named(&self, group: &str, name: &str) -> Option<Arc<Holding>> {
+        let mut map = self.map.lock().ok()?;
+        let key = map
+            .iter()
+            .find(|(_, h)| h.group == group && h.meta.name == name)
+            .map(|(k, _)| k.clone())?;
+        map.remove(&key)
+    }
+
+    pub fn remove(&self, group: &str, sha1: &str) {
+        if let Ok(mut map) = self.map.lock() {
+            map.remove(&(group.to_string(), sha1.to_string()));
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.map.lock() {
+            map.clear();
+        }
+    }
+
+    pub fn all(&self) -> Vec<Arc<Holding>> {
+        self.map
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,265 @@
+//! The peer protocol: a downloader connects to a seeder and asks for pieces of one file.
+//!
+//! Frame: `u32` big-endian length of what follows, then a `u8` type, then the payload.
+//!
+//! | type | name      | payload                                                     |
+//! |------|-----------|-------------------------------------------------------------|
+//! | 1    | HELLO     | JSON [`Hello`]: version, file SHA-1, grant (downloader → seeder, first frame) |
+//! | 2    | WELCOME   | bitfield of the pieces the seeder holds (seeder → downloader) |
+//! | 3    | ERROR     | UTF-8 reason; the sender closes the connection               |
+//! | 4    | HAVE      | `u32` piece the seeder just verified                        |
+//! | 5    | REQUEST   | `u32` piece                                                  |
+//! | 6    | CANCEL    | `u32` piece                                                  |
+//! | 7    | PIECE     | `u32` piece, then the piece's raw bytes                      |
+//! | 8    | REJECT    | `u32` piece the seeder cannot serve now                      |
+//! | 9    | KEEPALIVE | empty                                                        |
+//!
+//! Piece data is never JSON. Frames over [`MAX_PEER_FRAME`] are refused before they are read.
+
+use crate::files::PIECE_SIZE;
+use crate::grant::Grant;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use tokio_util::codec::{Decoder, Encoder};
+
+/// Version of the peer protocol.
+pub const PEER_VERSION: u32 = 1;
+
+/// Largest frame: a whole piece plus its header.
+pub const MAX_PEER_FRAME: usize = PIECE_SIZE as usize + 16;
+
+/// Largest HELLO or ERROR payload.
+pub const MAX_CONTROL_PAYLOAD: usize = 64 * 1024;
+
+/// The first frame of a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub v: u32,
+    /// SHA-1 of the whole file wanted, hex.
+    pub file: String,
+    pub grant: Grant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerFrame {
+    Hello(Hello),
+    Welcome(Bytes),
+    Error(String),
+    Have(u32),
+    Request(u32),
+    Cancel(u32),
+    Piece { index: u32, data: Bytes },
+    Reject(u32),
+    KeepAlive,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerWireError {
+    #[error("peer frame of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    #[error("malformed peer frame: {0}")]
+    Malformed(String),
+    #[error("peer protocol version mismatch: got {got}, expected {PEER_VERSION}")]
+    Version { got: u32 },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Encodes and decodes [`PeerFrame`]s.
+#[derive(Debug, Default)]
+pub struct PeerCodec;
+
+const T_HELLO: u8 = 1;
+const T_WELCOME: u8 = 2;
+const T_ERROR: u8 = 3;
+const T_HAVE: u8 = 4;
+const T_REQUEST: u8 = 5;
+const T_CANCEL: u8 = 6;
+const T_PIECE: u8 = 7;
+const T_REJECT: u8 = 8;
+const T_KEEPALIVE: u8 = 9;
+
+fn index(payload: &Bytes) -> Result<u32, PeerWireError> {
+    let raw: [u8; 4] = payload
+        .as_ref()
+        .try_into()
+        .map_err(|_| PeerWireError::Malformed("piece index must be 4 bytes".into()))?;
+    Ok(u32::from_be_bytes(raw))
+}
+
+impl Decoder for PeerCodec {
+    type Item = PeerFrame;
+    type Error = PeerWireError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<PeerFrame>, PeerWireError> {
+        if src.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
+        if len > MAX_PEER_FRAME {
+            return Err(PeerWireError::TooLarge(len));
+        }
+        if len == 0 {
+            return Err(PeerWireError::Malformed("empty frame".into()));
+        }
+        if src.len() < 4 + len {
+            src.reserve(4 + len - src.len());
+            return Ok(None);
+        }
+        src.advance(4);
+        let kind = src.get_u8();
+        let payload = src.split_to(len - 1).freeze();
+        let control_sized = |p: &Bytes| {
+            if p.len() > MAX_CONTROL_PAYLOAD {
+                Err(PeerWireError::TooLarge(p.len()))
+            } else {
+                Ok(())
+            }
+        };
+        let frame = match kind {
+            T_HELLO => {
+                control_sized(&payload)?;
+                #[derive(Deserialize)]
+                struct Probe {
+                    v: u32,
+                }
+                let probe: Probe = serde_json::from_slice(&payload)
+                    .map_err(|e| PeerWireError::Malformed(e.to_string()))?;
+                if probe.v != PEER_VERSION {
+                    return Err(PeerWireError::Version { got: probe.v });
+                }
+                PeerFrame::Hello(
+                    serde_json::from_slice(&payload)
+                        .map_err(|e| PeerWireError::Malformed(e.to_string()))?,
+                )
+            }
+            T_WELCOME => PeerFrame::Welcome(payload),
+            T_ERROR => {
+                control_sized(&payload)?;
+                PeerFrame::Error(String::from_utf8_lossy(&payload).into_owned())
+            }
+            T_HAVE => PeerFrame::Have(index(&payload)?),
+            T_REQUEST => PeerFrame::Request(index(&payload)?),
+            T_CANCEL => PeerFrame::Cancel(index(&payload)?),
+            T_REJECT => PeerFrame::Reject(index(&payload)?),
+            T_PIECE => {
+                if payload.len() < 4 {
+                    return Err(PeerWireError::Malformed("piece frame without index".into()));
+                }
+                let mut payload = payload;
+                let index = payload.get_u32();
+                PeerFrame::Piece {
+                    index,
+                    data: payload,
+                }
+            }
+            T_KEEPALIVE if payload.is_empty() => PeerFrame::KeepAlive,
+            other => {
+                return Err(PeerWireError::Malformed(format!(
+                    "unknown frame type {other}"
+                )));
+            }
+        };
+        Ok(Some(frame))
+    }
+}
+
+impl Encoder<PeerFrame> for PeerCodec {
+    type Error = PeerWireError;
+
+    fn encode(&mut self, frame: PeerFrame, dst: &mut BytesMut) -> Result<(), PeerWireError> {
+        let (kind, head, body): (u8, Option<u32>, Bytes) = match frame {
+            PeerFrame::Hello(hello) => (
+                T_HELLO,
+                None,
+                serde_json::to_vec(&hello)
+                    .map_err(|e| PeerWireError::Malformed(e.to_string()))?
+                    .into(),
+            ),
+            PeerFrame::Welcome(bits) => (T_WELCOME, None, bits),
+            PeerFrame::Error(reason) => {
+                let mut text = reason.into_bytes();
+                text.truncate(MAX_CONTROL_PAYLOAD);
+                (T_ERROR, None, text.into())
+            }
+            PeerFrame::Have(i) => (T_HAVE, Some(i), Bytes::new()),
+            PeerFrame::Request(i) => (T_REQUEST, Some(i), Bytes::new()),
+            PeerFrame::Cancel(i) => (T_CANCEL, Some(i), Bytes::new()),
+            PeerFrame::Reject(i) => (T_REJECT, Some(i), Bytes::new()),
+            PeerFrame::Piece { index, data } => (T_PIECE, Some(index), data),
+            PeerFrame::KeepAlive => (T_KEEPALIVE, None, Bytes::new()),
+        };
+        let len = 1 + head.map_or(0, |_| 4) + body.len();
+        if len > MAX_PEER_FRAME {
+            return Err(PeerWireError::TooLarge(len));
+        }
+        dst.reserve(4 + len);
+        dst.put_u32(len as u32);
+        dst.put_u8(kind);
+        if let Some(i) = head {
+            dst.put_u32(i);
+        }
+        dst.extend_from_slice(&body);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(frame: PeerFrame) {
+        let mut buf = BytesMut::new();
+        PeerCodec.encode(frame.clone(), &mut buf).unwrap();
+        let decoded = PeerCodec.decode(&mut buf).unwrap();
+        assert_eq!(decoded, Some(frame));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        round_trip(PeerFrame::Have(7));
+        round_trip(PeerFrame::Request(0));
+        round_trip(PeerFrame::Cancel(3));
+        round_trip(PeerFrame::Reject(3));
+        round_trip(PeerFrame::KeepAlive);
+        round_trip(PeerFrame::Welcome(Bytes::from_static(&[0xff, 0x80])));
+        round_trip(PeerFrame::Error("no".into()));
+        round_trip(PeerFrame::Piece {
+            index: 9,
+            data: Bytes::from(vec![1u8; PIECE_SIZE as usize]),
+        });
+    }
+
+    #[test]
+    fn partial_frames_wait_for_more() {
+        let mut buf = BytesMut::new();
+        PeerCodec.encode(PeerFrame::Have(7), &mut buf).unwrap();
+        let mut half = buf.split_to(5);
+        assert_eq!(PeerCodec.decode(&mut half).unwrap(), None);
+    }
+
+    #[test]
+    fn hostile_frames_are_refused() {
+        let mut huge = BytesMut::from(&u32::MAX.to_be_bytes()[..]);
+        assert!(matches!(
+            PeerCodec.decode(&mut huge),
+            Err(PeerWireError::TooLarge(_))
+        ));
+        let mut unknown = BytesMut::from(&[0, 0, 0, 1, 42][..]);
+        assert!(PeerCodec.decode(&mut unknown).is_err());
+        let mut short_index = BytesMut::from(&[0, 0, 0, 3, T_HAVE, 0, 1][..]);
+        assert!(PeerCodec.decode(&mut short_index).is_err());
+        let mut bad_hello = BytesMut::from(&[0, 0, 0, 3, T_HELLO, b'{', b'}'][..]);
+        assert!(PeerCodec.decode(&mut bad_hello).is_err());
+        let hello = br#"{"v":99,"file":"x","grant":null}"#;
+        let mut wrong_version = BytesMut::new();
+        wrong_version.put_u32(hello.len() as u32 + 1);
+        wrong_version.put_u8(T_HELLO);
+        wrong_version.extend_from_slice(hello);
+        assert!(matches!(
+            PeerCodec.decode(&mut wrong_version),
+            Err(PeerWireError::Version { got: 99 })
+        ));
+    }
+}

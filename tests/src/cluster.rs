@@ -1,0 +1,356 @@
+//! A tracker pair on loopback, in a temp dir of its own.
+
+use crate::bins::bin;
+use crate::daemon::Daemon;
+use crate::process::{READY_TIMEOUT, deadline_wait, tail, wait_for, wait_for_exit};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// Two trackers listed in a `tracker_info.txt`, their data dirs and logs, all under one temp
+/// dir that goes away with the cluster. Daemons made from a cluster live in the same dir.
+pub struct Cluster {
+    // Fields drop in order: the trackers must be gone before their directory is.
+    trackers: [Option<Tracker>; 2],
+    tracker_info: PathBuf,
+    addrs: [SocketAddr; 2],
+    dir: TempDir,
+}
+
+impl Cluster {
+    /// Prepares the directory and `tracker_info.txt`; starts no process.
+    pub fn new() -> Self {
+        // Resolve the binaries first: a missing build should fail before anything else.
+        crate::bins::bin_dir();
+        let dir = tempfile::Builder::new()
+            .prefix("p2p-e2e-")
+            .tempdir()
+            .expect("cannot create a temp dir");
+        let root = dir.path();
+        for sub in ["home", "xdg-state", "xdg-config", "xdg-runtime", "logs"] {
+            std::fs::create_dir_all(root.join(sub)).expect("cannot create sandbox dirs");
+        }
+        std::fs::set_permissions(
+            root.join("xdg-runtime"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .expect("chmod xdg-runtime");
+        let addrs = free_ports();
+        let tracker_info = root.join("tracker_info.txt");
+        std::fs::write(&tracker_info, format!("{}\n{}\n", addrs[0], addrs[1]))
+            .expect("cannot write tracker_info.txt");
+        Self {
+            dir,
+            tracker_info,
+            addrs,
+            trackers: [None, None],
+        }
+    }
+
+    /// A cluster with both trackers started and accepting connections.
+    pub fn start() -> Self {
+        let mut cluster = Self::new();
+        cluster.start_tracker(1);
+        cluster.start_tracker(2);
+        cluster
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn tracker_info(&self) -> &Path {
+        &self.tracker_info
+    }
+
+    /// Address of tracker `no` (1 or 2).
+    pub fn tracker_addr(&self, no: usize) -> SocketAddr {
+        self.addrs[no - 1]
+    }
+
+    /// Both tracker addresses, as strings.
+    pub fn tracker_addrs(&self) -> Vec<String> {
+        self.addrs.iter().map(|a| a.to_string()).collect()
+    }
+
+    /// The `--data-dir` given to tracker `no`.
+    pub fn tracker_data_dir(&self, no: usize) -> PathBuf {
+        self.root().join(format!("tracker-{no}"))
+    }
+
+    /// A `trackerd` command inside the sandbox (working dir and environment), no arguments.
+    pub fn trackerd(&self) -> Command {
+        let mut cmd = Command::new(bin("trackerd"));
+        sandbox(&mut cmd, self.root());
+        cmd
+    }
+
+    /// Starts tracker `no` with a piped stdin and waits until it accepts connections.
+    pub fn start_tracker(&mut self, no: usize) {
+        self.start_tracker_with(no, true);
+    }
+
+    /// Starts tracker `no` with stdin at /dev/null (EOF at once) and waits until it is ready.
+    pub fn start_tracker_stdin_null(&mut self, no: usize) {
+        self.start_tracker_with(no, false);
+    }
+
+    fn start_tracker_with(&mut self, no: usize, piped_stdin: bool) {
+        if let Some(old) = self.trackers[no - 1].as_mut() {
+            assert!(!old.is_running(), "tracker {no} is running already");
+        }
+        self.trackers[no - 1] = None;
+        let tracker = Tracker::spawn(self, no, piped_stdin);
+        self.trackers[no - 1] = Some(tracker);
+        self.tracker(no).wait_ready();
+    }
+
+    /// The running (or exited) tracker `no`. Panics if it was never started.
+    pub fn tracker(&mut self, no: usize) -> &mut Tracker {
+        self.trackers[no - 1]
+            .as_mut()
+            .unwrap_or_else(|| panic!("tracker {no} was not started"))
+    }
+
+    /// Writes `quit` to tracker `no`'s stdin and returns its exit status.
+    pub fn quit_tracker(&mut self, no: usize) -> ExitStatus {
+        self.tracker(no).quit()
+    }
+
+    /// Sends SIGTERM to tracker `no` and returns its exit status.
+    pub fn sigterm_tracker(&mut self, no: usize) -> ExitStatus {
+        self.tracker(no).signal(Signal::SIGTERM)
+    }
+
+    /// A `p2pd` for `name`, started and answering `status`.
+    pub fn daemon(&self, name: &str) -> Daemon {
+        let mut daemon = Daemon::new(self, name);
+        daemon.start();
+        daemon
+    }
+
+    /// A daemon handle for `name` whose `p2pd` is not started: `p2pctl` through it talks to an
+    /// empty socket path, with the environment that lets `p2pctl` autostart one.
+    pub fn daemon_unstarted(&self, name: &str) -> Daemon {
+        Daemon::new(self, name)
+    }
+
+    /// A started daemon for a new user `name`, created and logged in with
+    /// [`password_of`](crate::password_of)`(name)`.
+    pub fn user(&self, name: &str) -> Daemon {
+        let daemon = self.daemon(name);
+        daemon.create_user(name);
+        daemon.login(name);
+        daemon
+    }
+
+    /// Panics if a log of any process of this cluster reports a panic.
+    pub fn assert_no_panics(&self) {
+        let mut logs = Vec::new();
+        collect_files(self.root(), &mut logs);
+        for path in logs {
+            let is_log = path
+                .extension()
+                .is_some_and(|e| e == "stderr" || e == "stdout" || e == "log");
+            if !is_log {
+                continue;
+            }
+            let text =
+                String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
+            assert!(
+                !text.contains("panicked at"),
+                "{} reports a panic:\n{}",
+                path.display(),
+                tail(&path, 40)
+            );
+        }
+    }
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Every regular file under `dir`, recursively.
+pub(crate) fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => collect_files(&path, out),
+            Ok(t) if t.is_file() => out.push(path),
+            _ => {}
+        }
+    }
+}
+
+/// Two distinct free loopback ports: both are bound at once so they differ, then released for
+/// the trackers.
+fn free_ports() -> [SocketAddr; 2] {
+    let a = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let b = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    [a.local_addr().unwrap(), b.local_addr().unwrap()]
+}
+
+/// Points every location a program could default to into the sandbox, and drops the variables
+/// of the environment that would change how the programs behave.
+pub(crate) fn sandbox(cmd: &mut Command, root: &Path) {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![crate::bins::bin_dir().to_path_buf()];
+    dirs.extend(std::env::split_paths(&path));
+    cmd.current_dir(root)
+        .env("PATH", std::env::join_paths(dirs).expect("PATH"))
+        .env("HOME", root.join("home"))
+        .env("XDG_STATE_HOME", root.join("xdg-state"))
+        .env("XDG_CONFIG_HOME", root.join("xdg-config"))
+        .env("XDG_RUNTIME_DIR", root.join("xdg-runtime"))
+        .env_remove("P2PD_SOCKET")
+        .env_remove("P2PD_STATE_DIR")
+        .env_remove("P2P_TRACKER_INFO")
+        .env_remove("STATE_DIRECTORY")
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
+        .env_remove("RUST_BACKTRACE");
+}
+
+/// Opens a log file for appending, so restarts add to it.
+pub(crate) fn log_file(path: &Path) -> File {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()))
+}
+
+/// One `trackerd` process.
+pub struct Tracker {
+    no: usize,
+    addr: SocketAddr,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stderr_path: PathBuf,
+}
+
+impl Tracker {
+    fn spawn(cluster: &Cluster, no: usize, piped_stdin: bool) -> Self {
+        let logs = cluster.root().join("logs");
+        let stderr_path = logs.join(format!("tracker-{no}.stderr"));
+        let stdout_path = logs.join(format!("tracker-{no}.stdout"));
+        let mut cmd = cluster.trackerd();
+        cmd.arg(cluster.tracker_info())
+            .arg(no.to_string())
+            .arg("--data-dir")
+            .arg(cluster.tracker_data_dir(no))
+            .stdin(if piped_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(log_file(&stdout_path))
+            .stderr(log_file(&stderr_path));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start trackerd: {e}"));
+        let stdin = child.stdin.take();
+        Self {
+            no,
+            addr: cluster.tracker_addr(no),
+            child,
+            stdin,
+            stderr_path,
+        }
+    }
+
+    /// Polls a TCP connect to the tracker's port until it succeeds.
+    fn wait_ready(&mut self) {
+        let addr = self.addr;
+        let no = self.no;
+        let stderr_path = self.stderr_path.clone();
+        let child = &mut self.child;
+        wait_for(
+            &format!("tracker {no} to listen on {addr}"),
+            READY_TIMEOUT,
+            || {
+                if let Some(status) = child.try_wait().expect("try_wait") {
+                    panic!(
+                        "tracker {no} exited with {status} before listening; stderr:\n{}",
+                        tail(&stderr_path, 40)
+                    );
+                }
+                TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            },
+        );
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Writes `quit` on its stdin and waits for it to exit.
+    pub fn quit(&mut self) -> ExitStatus {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .expect("this tracker was started without a piped stdin");
+        stdin.write_all(b"quit\n").expect("cannot write quit");
+        stdin.flush().expect("cannot flush quit");
+        wait_for_exit(&mut self.child, &format!("tracker {} after quit", self.no))
+    }
+
+    /// Sends `signal` and waits for it to exit.
+    pub fn signal(&mut self, signal: Signal) -> ExitStatus {
+        kill(Pid::from_raw(self.child.id() as i32), signal).expect("cannot signal trackerd");
+        wait_for_exit(
+            &mut self.child,
+            &format!("tracker {} after {signal}", self.no),
+        )
+    }
+
+    /// Waits a bounded time for the process to exit by itself.
+    pub fn try_wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        deadline_wait(&mut self.child, timeout)
+    }
+
+    /// What it wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.stderr_path).unwrap_or_default()).into_owned()
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- tracker {} stderr (tail) ---\n{}",
+                self.no,
+                tail(&self.stderr_path, 40)
+            );
+        }
+    }
+}

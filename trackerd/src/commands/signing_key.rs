@@ -1,0 +1,13 @@
+//! `signing_key`: the trackers' public key, which seeders use to check download grants
+//! offline. Needs no login: the key is public.
+
+use super::Ctx;
+use p2p_proto::ErrorReply;
+use p2p_proto::grant::public_key_hex;
+use p2p_proto::tracker::TrackerReply;
+
+pub fn run(ctx: &Ctx) -> Result<TrackerReply, ErrorReply> {
+    Ok(TrackerReply::SigningKey {
+        public_key: public_key_hex(&ctx.signing_key),
+    })
+}

@@ -1,0 +1,67 @@
+//! `upload_file <group> <file>`: registers a file in a group and makes the caller a seeder.
+//!
+//! The same name with the same content (SHA-1 and size) makes the caller one more seeder of
+//! the registered file and logs nothing; the same name with other content is refused. A retry
+//! of an upload that was applied is answered from the log (request id), so it never meets its
+//! own file as a "different file".
+
+use super::{Caller, Ctx, member_group, validate_port};
+use crate::log::LogEntry;
+use crate::store::Decision;
+use p2p_proto::files::FileMeta;
+use p2p_proto::ids::validate_id;
+use p2p_proto::tracker::TrackerReply;
+use p2p_proto::{ErrorKind, ErrorReply};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+pub async fn run(
+    ctx: &Ctx,
+    id: &str,
+    caller: Caller,
+    peer: SocketAddr,
+    group: String,
+    file: FileMeta,
+    port: u16,
+) -> Result<TrackerReply, ErrorReply> {
+    validate_id("group id", &group)?;
+    file.validate().map_err(ErrorReply::invalid)?;
+    validate_port(port)?;
+    let request_id = id.to_string();
+    let user = caller.user.clone();
+    let (g, name) = (group.clone(), file.name.clone());
+    let reply = ctx
+        .store(move |s| {
+            s.write(&request_id, |t| {
+                member_group(t, &group, &caller.user)?;
+                if let Some(existing) = t.file(&group, &file.name)? {
+                    if existing.meta.sha1 != file.sha1 || existing.meta.size != file.size {
+                        return Err(ErrorReply::new(
+                            ErrorKind::Conflict,
+                            format!(
+                                "a different file named {} already exists in {group}",
+                                file.name
+                            ),
+                        ));
+                    }
+                    // Same content: the caller just becomes another seeder.
+                    return Ok(Decision {
+                        entries: Vec::new(),
+                        reply: TrackerReply::Done,
+                    });
+                }
+                Ok(Decision {
+                    entries: vec![LogEntry::FileAdded {
+                        group: group.clone(),
+                        meta: file.clone(),
+                        user: caller.user.clone(),
+                    }],
+                    reply: TrackerReply::Done,
+                })
+            })
+        })
+        .await?;
+    let addr = SocketAddr::new(peer.ip().to_canonical(), port);
+    ctx.swarm(|s| s.add(&user, &g, &name, addr, true, Instant::now()));
+    Ok(reply)
+}

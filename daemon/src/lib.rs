@@ -6,6 +6,7 @@
 //! while the user still sees stderr; [`run`] then serves until shutdown.
 
 pub mod announcer;
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod control_socket;
@@ -135,7 +136,9 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
         tracing::info!(user = %session.user, "resuming session");
         shares::restore(&daemon, &session.user).await;
     }
+    p2p_proto::service::notify_ready();
     control_socket::serve(control, Arc::clone(&daemon), shutdown).await;
+    p2p_proto::service::notify_stopping();
     daemon.downloads.stop_all();
     let _ = peer_server.await;
     let _ = announcer.await;

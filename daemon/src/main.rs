@@ -2,47 +2,12 @@
 
 use clap::Parser;
 use p2p_proto::tracker_info::TrackerInfo;
+use p2pd::cli::Args;
 use p2pd::config::Config;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
-
-/// Per-user daemon of the p2p file sharing system: session, shares and downloads.
-#[derive(Debug, Parser)]
-#[command(name = "p2pd", version, about)]
-struct Args {
-    /// Control socket p2pctl talks to [default: $XDG_RUNTIME_DIR/p2pd/p2pd.sock].
-    #[arg(long, env = "P2PD_SOCKET", value_name = "PATH")]
-    socket: Option<PathBuf>,
-    /// Directory of the daemon's database [default: $XDG_STATE_HOME/p2pd].
-    #[arg(long, env = "P2PD_STATE_DIR", value_name = "DIR")]
-    state_dir: Option<PathBuf>,
-    /// The trackers' list [default: ./tracker_info.txt, $XDG_CONFIG_HOME/p2p/, /etc/p2p/].
-    #[arg(long, env = "P2P_TRACKER_INFO", value_name = "FILE")]
-    tracker_info: Option<PathBuf>,
-    /// Address to accept peers on.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
-    listen: SocketAddr,
-    /// Stay in the foreground (for systemd and tests) instead of daemonizing.
-    #[arg(long)]
-    foreground: bool,
-    /// Upload limit for the whole daemon, bytes per second: K, M, G are powers of 1024 (4M =
-    /// 4 MiB/s); 0 means unlimited.
-    #[arg(long, value_name = "RATE", default_value = "0", value_parser = parse_rate)]
-    upload_limit: Rate,
-    /// Download limit for the whole daemon, same units as --upload-limit.
-    #[arg(long, value_name = "RATE", default_value = "0", value_parser = parse_rate)]
-    download_limit: Rate,
-}
-
-/// A parsed `--*-limit`: bytes per second, `None` for unlimited.
-#[derive(Debug, Clone, Copy)]
-struct Rate(Option<u64>);
-
-fn parse_rate(text: &str) -> Result<Rate, String> {
-    p2p_proto::rate::parse_rate(text).map(Rate)
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();

@@ -23,6 +23,7 @@ pub mod logging;
 pub mod paths;
 pub mod peer;
 pub mod rate;
+pub mod service;
 pub mod signals;
 pub mod token;
 pub mod tracker;

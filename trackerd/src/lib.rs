@@ -4,6 +4,7 @@
 //! `main` parses flags and calls [`Tracker::bind`] then [`Tracker::serve`], so tests and other
 //! programs can run a tracker in-process.
 
+pub mod cli;
 pub mod commands;
 pub mod log;
 pub mod password;

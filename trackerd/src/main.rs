@@ -4,20 +4,8 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
+use trackerd::cli::Args;
 use trackerd::{Config, Tracker};
-
-/// The tracker of the p2p file sharing system: users, groups and file metadata.
-#[derive(Debug, Parser)]
-#[command(name = "trackerd", version, about)]
-struct Args {
-    /// File listing the trackers, one `host:port` per line.
-    tracker_info: PathBuf,
-    /// Which line of the file is this tracker (1-based).
-    tracker_no: usize,
-    /// Where the database lives [default: $STATE_DIRECTORY under systemd, else ./trackerd-<no>/].
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -50,7 +38,9 @@ fn main() -> ExitCode {
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
+        p2p_proto::service::notify_ready();
         tracker.serve(shutdown).await;
+        p2p_proto::service::notify_stopping();
         ExitCode::SUCCESS
     })
 }

@@ -130,7 +130,7 @@ async fn exchange(
         let frame = match frame {
             Err(_) if asked.is_empty() => {
                 idle_ticks += 1;
-                if idle_ticks % KEEPALIVE_EVERY == 0 {
+                if idle_ticks.is_multiple_of(KEEPALIVE_EVERY) {
                     framed
                         .send(PeerFrame::KeepAlive)
                         .await

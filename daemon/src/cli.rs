@@ -1,0 +1,46 @@
+//! The command line of `p2pd`, apart from `main` so man pages can be generated from it.
+
+use clap::{CommandFactory, Parser};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Per-user daemon of the p2p file sharing system: session, shares and downloads.
+#[derive(Debug, Parser)]
+#[command(name = "p2pd", version, about)]
+pub struct Args {
+    /// Control socket p2pctl talks to [default: $XDG_RUNTIME_DIR/p2pd/p2pd.sock].
+    #[arg(long, env = "P2PD_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Directory of the daemon's database [default: $XDG_STATE_HOME/p2pd].
+    #[arg(long, env = "P2PD_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The trackers' list [default: ./tracker_info.txt, $XDG_CONFIG_HOME/p2p/, /etc/p2p/].
+    #[arg(long, env = "P2P_TRACKER_INFO", value_name = "FILE")]
+    pub tracker_info: Option<PathBuf>,
+    /// Address to accept peers on.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
+    pub listen: SocketAddr,
+    /// Stay in the foreground (for systemd and tests) instead of daemonizing.
+    #[arg(long)]
+    pub foreground: bool,
+    /// Upload limit for the whole daemon, bytes per second: K, M, G are powers of 1024 (4M =
+    /// 4 MiB/s); 0 means unlimited.
+    #[arg(long, value_name = "RATE", default_value = "0", value_parser = parse_rate)]
+    pub upload_limit: Rate,
+    /// Download limit for the whole daemon, same units as --upload-limit.
+    #[arg(long, value_name = "RATE", default_value = "0", value_parser = parse_rate)]
+    pub download_limit: Rate,
+}
+
+/// A parsed `--*-limit`: bytes per second, `None` for unlimited.
+#[derive(Debug, Clone, Copy)]
+pub struct Rate(pub Option<u64>);
+
+fn parse_rate(text: &str) -> Result<Rate, String> {
+    p2p_proto::rate::parse_rate(text).map(Rate)
+}
+
+/// The clap definition, for man pages and completions.
+pub fn command() -> clap::Command {
+    Args::command()
+}

@@ -14,6 +14,8 @@ pub async fn run(daemon: Arc<Daemon>) {
         tokio::select! {
             _ = daemon.shutdown.cancelled() => return,
             _ = daemon.announce_now.notified() => {}
+            // A failover: the new primary's swarm starts empty, so tell it at once.
+            _ = daemon.tracker.switched.notified() => {}
             _ = tokio::time::sleep(ANNOUNCE_EVERY) => {}
         }
         announce(&daemon).await;

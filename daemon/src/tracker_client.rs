@@ -1,28 +1,45 @@
 //! Talks to the trackers of tracker_info.txt.
 //!
-//! Connections are pooled: a request takes an idle connection (or opens one), uses it, and puts
-//! it back, so no lock is held while waiting on the network and requests run concurrently. A
-//! new connection tries the trackers in file order (the first is the preferred primary) with a
-//! short connect timeout. A request that fails on the wire is retried on the next tracker with
-//! the same request id; the tracker applies an id at most once, so the retry is safe.
+//! Connections are pooled: a request takes an idle connection to the tracker it wants (or opens
+//! one), uses it, and puts it back, so no lock is held while waiting on the network and requests
+//! run concurrently.
+//!
+//! Failover: a request goes first to the tracker that last served us, then to the others in
+//! file order. A connection error, a timeout or an `unavailable` answer moves on to the next
+//! tracker; a `not_primary` answer moves to the primary it names. Rounds repeat (a tracker that
+//! timed out is skipped while another one might answer) until [`CALL_DEADLINE`]. Every attempt
+//! carries the same request id, and the tracker applies an id at most once, so a retried write
+//! is never applied twice.
 
-use p2p_proto::limits::{MAX_TRACKER_FRAME, TRACKER_CONNECT_TIMEOUT, TRACKER_REQUEST_TIMEOUT};
+use p2p_proto::limits::{MAX_TRACKER_FRAME, TRACKER_CONNECT_TIMEOUT};
 use p2p_proto::token::new_request_id;
 use p2p_proto::tracker::{TrackerCall, TrackerReply, TrackerRequest, TrackerResponse};
 use p2p_proto::{ErrorKind, ErrorReply, MessageStream};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 type Conn = MessageStream<TcpStream>;
 
 /// Most idle connections kept for reuse.
 const MAX_IDLE: usize = 4;
+/// How long one attempt at one tracker may take (a frozen tracker accepts but never answers).
+const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(3500);
+/// How long a call keeps trying before it reports the trackers unavailable.
+const CALL_DEADLINE: Duration = Duration::from_secs(12);
+/// Pause between rounds over all trackers.
+const ROUND_PAUSE: Duration = Duration::from_millis(200);
 
 pub struct TrackerClient {
     trackers: Vec<SocketAddr>,
     idle: Mutex<Vec<(SocketAddr, Conn)>>,
     status: Mutex<LinkStatus>,
+    /// Woken when the tracker in use changes, so the daemon re-announces its files there.
+    pub switched: Notify,
 }
 
 /// What `p2pctl status` shows about the tracker link.
@@ -30,6 +47,15 @@ pub struct TrackerClient {
 pub struct LinkStatus {
     pub current: Option<SocketAddr>,
     pub last_error: Option<String>,
+    /// The tracker that last served a request.
+    preferred: Option<SocketAddr>,
+}
+
+enum Attempt {
+    Answered(Result<TrackerReply, ErrorReply>),
+    Redirect(Option<SocketAddr>, String),
+    Failed(String),
+    TimedOut(String),
 }
 
 impl TrackerClient {
@@ -38,6 +64,7 @@ impl TrackerClient {
             trackers,
             idle: Mutex::new(Vec::new()),
             status: Mutex::new(LinkStatus::default()),
+            switched: Notify::new(),
         }
     }
 
@@ -45,62 +72,119 @@ impl TrackerClient {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// Sends one request and returns the tracker's answer. Wire failures move on to the next
-    /// tracker; only when none answers is the result `unavailable`.
+    /// Sends one request and returns the tracker's answer, failing over as described above.
     pub async fn call(
         &self,
         session: Option<&str>,
         call: TrackerCall,
     ) -> Result<TrackerReply, ErrorReply> {
         let request = TrackerRequest::new(new_request_id(), session.map(str::to_string), call);
-        let mut failures = Vec::new();
-        // Each tracker gets a chance; a pooled connection that went stale costs one extra try.
-        for _ in 0..=self.trackers.len() {
-            let (addr, mut conn) = match self.take_connection().await {
-                Ok(c) => c,
-                Err(e) => {
-                    failures.push(e);
+        let deadline = Instant::now() + CALL_DEADLINE;
+        let mut failures: Vec<String> = Vec::new();
+        let mut timed_out: HashSet<SocketAddr> = HashSet::new();
+        let mut redirect: Option<SocketAddr> = None;
+        loop {
+            let mut order = self.order(redirect.take());
+            // A tracker that timed out is tried again only when no other one is left.
+            if order.iter().any(|a| !timed_out.contains(a)) {
+                order.retain(|a| !timed_out.contains(a));
+            }
+            for addr in order {
+                if Instant::now() >= deadline {
                     break;
                 }
-            };
-            match exchange(&mut conn, &request).await {
-                Ok(response) => {
-                    self.note_success(addr);
-                    self.put_back(addr, conn);
-                    return response.result;
-                }
-                Err(e) => {
-                    let msg = format!("{addr}: {e}");
-                    tracing::warn!(tracker = %addr, error = %e, "tracker request failed");
-                    self.note_failure(&msg);
-                    failures.push(msg);
+                match self.attempt(addr, &request).await {
+                    Attempt::Answered(result) => {
+                        self.note_success(addr);
+                        return result;
+                    }
+                    Attempt::Redirect(to, msg) => {
+                        failures.push(format!("{addr}: {msg}"));
+                        if let Some(to) = to.filter(|t| *t != addr) {
+                            redirect = Some(to);
+                            break;
+                        }
+                    }
+                    Attempt::Failed(msg) => failures.push(format!("{addr}: {msg}")),
+                    Attempt::TimedOut(msg) => {
+                        timed_out.insert(addr);
+                        failures.push(format!("{addr}: {msg}"));
+                    }
                 }
             }
+            if Instant::now() + ROUND_PAUSE >= deadline {
+                break;
+            }
+            if redirect.is_none() {
+                tokio::time::sleep(ROUND_PAUSE).await;
+            }
         }
+        let summary = failures
+            .iter()
+            .rev()
+            .take(self.trackers.len().max(1))
+            .rev()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ");
+        self.note_failure(&summary);
         Err(ErrorReply::new(
             ErrorKind::Unavailable,
-            format!("no tracker answered ({})", failures.join("; ")),
+            format!("no tracker answered ({summary})"),
         ))
     }
 
-    async fn take_connection(&self) -> Result<(SocketAddr, Conn), String> {
-        if let Some(conn) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
-            return Ok(conn);
-        }
-        let mut errors = Vec::new();
+    /// Trackers to try, best first: a redirect target, the last one that served us, then
+    /// the rest in file order.
+    fn order(&self, redirect: Option<SocketAddr>) -> Vec<SocketAddr> {
+        let preferred = self.status.lock().ok().and_then(|s| s.preferred);
+        let mut order: Vec<SocketAddr> = redirect.into_iter().chain(preferred).collect();
         for addr in &self.trackers {
-            match tokio::time::timeout(TRACKER_CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-                Ok(Ok(stream)) => {
-                    let _ = stream.set_nodelay(true);
-                    return Ok((*addr, MessageStream::new(stream, MAX_TRACKER_FRAME)));
-                }
-                Ok(Err(e)) => errors.push(format!("{addr}: {e}")),
-                Err(_) => errors.push(format!("{addr}: connect timed out")),
+            if !order.contains(addr) {
+                order.push(*addr);
             }
         }
-        let msg = errors.join("; ");
-        self.note_failure(&msg);
-        Err(msg)
+        order.retain(|a| self.trackers.contains(a));
+        order
+    }
+
+    async fn attempt(&self, addr: SocketAddr, request: &TrackerRequest) -> Attempt {
+        let mut conn = match self.take_connection(addr).await {
+            Ok(c) => c,
+            Err(msg) => return Attempt::Failed(msg),
+        };
+        match tokio::time::timeout(ATTEMPT_TIMEOUT, exchange(&mut conn, request)).await {
+            Err(_) => Attempt::TimedOut(format!("no answer within {ATTEMPT_TIMEOUT:?}")),
+            Ok(Err(msg)) => Attempt::Failed(msg),
+            Ok(Ok(response)) => {
+                self.put_back(addr, conn);
+                match response.result {
+                    Err(e) if e.kind == ErrorKind::NotPrimary => {
+                        let to = e.redirect.as_deref().and_then(|r| r.parse().ok());
+                        Attempt::Redirect(to, e.message)
+                    }
+                    Err(e) if e.kind == ErrorKind::Unavailable => Attempt::Failed(e.message),
+                    result => Attempt::Answered(result),
+                }
+            }
+        }
+    }
+
+    async fn take_connection(&self, addr: SocketAddr) -> Result<Conn, String> {
+        if let Some(conn) = self.idle.lock().ok().and_then(|mut idle| {
+            let i = idle.iter().position(|(a, _)| *a == addr)?;
+            Some(idle.swap_remove(i).1)
+        }) {
+            return Ok(conn);
+        }
+        match tokio::time::timeout(TRACKER_CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                Ok(MessageStream::new(stream, MAX_TRACKER_FRAME))
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("connect timed out".into()),
+        }
     }
 
     fn put_back(&self, addr: SocketAddr, conn: Conn) {
@@ -112,11 +196,20 @@ impl TrackerClient {
     }
 
     fn note_success(&self, addr: SocketAddr) {
-        if let Ok(mut status) = self.status.lock() {
-            if status.current != Some(addr) {
-                tracing::info!(tracker = %addr, "using tracker");
+        let switched = match self.status.lock() {
+            Ok(mut status) => {
+                let switched = status.preferred.is_some_and(|p| p != addr);
+                if status.current != Some(addr) {
+                    tracing::info!(tracker = %addr, "using tracker");
+                }
+                status.current = Some(addr);
+                status.preferred = Some(addr);
+                switched
             }
-            status.current = Some(addr);
+            Err(_) => false,
+        };
+        if switched {
+            self.switched.notify_one();
         }
     }
 
@@ -130,10 +223,7 @@ impl TrackerClient {
 
 async fn exchange(conn: &mut Conn, request: &TrackerRequest) -> Result<TrackerResponse, String> {
     conn.send(request).await.map_err(|e| e.to_string())?;
-    match conn
-        .recv_timeout::<TrackerResponse>(TRACKER_REQUEST_TIMEOUT)
-        .await
-    {
+    match conn.recv::<TrackerResponse>().await {
         Ok(Some(response)) if response.id == request.id => Ok(response),
         Ok(Some(response)) => match response.result {
             // The tracker could not read our frame: a version mismatch or a bug; do not retry.

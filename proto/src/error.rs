@@ -27,6 +27,8 @@ pub enum ErrorKind {
     Protocol,
     /// Something failed inside the server; the message says what.
     Internal,
+    /// This tracker is the standby; `redirect` names the primary to ask instead.
+    NotPrimary,
 }
 
 /// An error reply: a kind for scripts and a one-line message for people.
@@ -34,6 +36,9 @@ pub enum ErrorKind {
 pub struct ErrorReply {
     pub kind: ErrorKind,
     pub message: String,
+    /// With [`ErrorKind::NotPrimary`]: the address of the tracker that serves requests now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<String>,
 }
 
 impl ErrorReply {
@@ -41,7 +46,22 @@ impl ErrorReply {
         Self {
             kind,
             message: message.into(),
+            redirect: None,
         }
+    }
+
+    /// A `not_primary` answer pointing at the primary.
+    pub fn not_primary(primary: String) -> Self {
+        Self {
+            kind: ErrorKind::NotPrimary,
+            message: format!("this tracker is the standby; the primary is {primary}"),
+            redirect: Some(primary),
+        }
+    }
+
+    /// A `unavailable` answer.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, message)
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {

@@ -12,6 +12,7 @@
 //! with [`FrameError::VersionMismatch`] before the rest of it is looked at.
 
 pub mod bitfield;
+pub mod cluster;
 pub mod control;
 pub mod error;
 pub mod files;

@@ -40,6 +40,12 @@ impl Message for TrackerRequest {
 pub enum TrackerCall {
     /// Liveness probe; answered with [`TrackerReply::Pong`].
     Ping,
+    /// The first frame of a connection from the other tracker: from here on the connection
+    /// speaks the cluster protocol ([`crate::cluster`]), after proving the cluster key.
+    ClusterHello {
+        from: usize,
+        nonce: String,
+    },
     CreateUser {
         user: String,
         password: String,
@@ -125,6 +131,7 @@ impl TrackerCall {
     pub fn name(&self) -> &'static str {
         match self {
             TrackerCall::Ping => "ping",
+            TrackerCall::ClusterHello { .. } => "cluster_hello",
             TrackerCall::CreateUser { .. } => "create_user",
             TrackerCall::Login { .. } => "login",
             TrackerCall::Logout => "logout",

@@ -151,6 +151,17 @@ impl Cluster {
         daemon
     }
 
+    /// Like [`user`](Self::user), with `p2pd` started with the extra arguments `args`
+    /// (e.g. `["--upload-limit", "1M"]`).
+    pub fn user_with(&self, name: &str, args: &[&str]) -> Daemon {
+        let mut daemon = Daemon::new(self, name);
+        daemon.set_extra_args(args);
+        daemon.start();
+        daemon.create_user(name);
+        daemon.login(name);
+        daemon
+    }
+
     /// Panics if a log of any process of this cluster reports a panic.
     pub fn assert_no_panics(&self) {
         let mut logs = Vec::new();

@@ -22,6 +22,10 @@ pub struct Daemon {
     dir: PathBuf,
     root: PathBuf,
     tracker_info: PathBuf,
+    /// Extra `p2pd` arguments (e.g. `--upload-limit 1M`), used by every start.
+    extra_args: Vec<String>,
+    /// Extra environment of `p2pd` (e.g. `RUST_LOG`), used by every start.
+    extra_env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -35,8 +39,22 @@ impl Daemon {
             dir,
             root: cluster.root().to_path_buf(),
             tracker_info: cluster.tracker_info().to_path_buf(),
+            extra_args: Vec::new(),
+            extra_env: Vec::new(),
             child: None,
         }
+    }
+
+    /// Replaces the extra `p2pd` arguments given from the next [`start`](Self::start) or
+    /// [`restart`](Self::restart) on.
+    pub fn set_extra_args(&mut self, args: &[&str]) {
+        self.extra_args = args.iter().map(|a| a.to_string()).collect();
+    }
+
+    /// Sets an environment variable of `p2pd` from the next start on.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.extra_env.retain(|(k, _)| k != key);
+        self.extra_env.push((key.to_string(), value.to_string()));
     }
 
     pub fn name(&self) -> &str {
@@ -91,7 +109,11 @@ impl Daemon {
             .arg("--tracker-info")
             .arg(&self.tracker_info)
             .arg("--listen")
-            .arg("127.0.0.1:0");
+            .arg("127.0.0.1:0")
+            .args(&self.extra_args);
+        for (key, value) in &self.extra_env {
+            cmd.env(key, value);
+        }
         cmd
     }
 
@@ -186,6 +208,14 @@ impl Daemon {
     pub fn ctl(&self, args: &[&str]) -> Output {
         let mut cmd = self.ctl_command();
         cmd.args(args);
+        run_bounded(&mut cmd, None, COMMAND_TIMEOUT)
+    }
+
+    /// Runs `p2pctl --socket <socket> <args...>` with `dir` as its working directory, so that
+    /// relative paths in `args` are relative to `dir`.
+    pub fn ctl_in(&self, dir: &Path, args: &[&str]) -> Output {
+        let mut cmd = self.ctl_command();
+        cmd.current_dir(dir).args(args);
         run_bounded(&mut cmd, None, COMMAND_TIMEOUT)
     }
 

@@ -7,6 +7,8 @@
 //!   that talk to it.
 //! - [`assert_ok`] / [`assert_fails`] check the command line contract of `p2pctl`: exit status
 //!   and a single `p2pctl: <reason>` line on stderr.
+//! - [`make_group`], [`write_test_file`] and the file commands of [`Daemon`] (`files`,
+//!   `downloads`, `wait_download`, `peer_addr`) drive the data plane.
 //! - [`wire`] speaks raw frames, to poke at the trackers and the control socket with garbage.
 //!
 //! Nothing here sleeps to wait: every wait polls a condition with a short interval and gives up
@@ -18,6 +20,7 @@ mod assert;
 mod bins;
 mod cluster;
 mod daemon;
+mod files;
 mod process;
 pub mod wire;
 
@@ -28,6 +31,10 @@ pub use assert::{
 pub use bins::{bin, bin_dir};
 pub use cluster::{Cluster, Tracker};
 pub use daemon::{Daemon, password_of};
+pub use files::{
+    DOWNLOAD_TIMEOUT, PIECE_SIZE, assert_file_content, corrupt_every_piece_keep_mtime, make_group,
+    piece_count, sha1_hex, write_test_file,
+};
 pub use process::{
     POLL_INTERVAL, READY_TIMEOUT, deadline_wait, run_bounded, wait_for, wait_for_exit,
 };

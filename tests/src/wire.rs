@@ -132,3 +132,39 @@ pub fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Frame types of the peer protocol (`proto/src/peer.rs`): a 4-byte big-endian length of what
+/// follows, one type byte, then the payload.
+pub mod peer {
+    pub const HELLO: u8 = 1;
+    pub const WELCOME: u8 = 2;
+    pub const ERROR: u8 = 3;
+    pub const HAVE: u8 = 4;
+    pub const REQUEST: u8 = 5;
+    pub const CANCEL: u8 = 6;
+    pub const PIECE: u8 = 7;
+    pub const REJECT: u8 = 8;
+    pub const KEEPALIVE: u8 = 9;
+}
+
+/// A peer-protocol frame of type `kind` carrying `payload`.
+pub fn peer_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut body = vec![kind];
+    body.extend_from_slice(payload);
+    frame(&body)
+}
+
+/// The whole frames in `bytes`, as (type, payload); a frame cut short at the end is left out.
+pub fn parse_peer_frames(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    let mut rest = bytes;
+    while rest.len() >= 4 {
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        if len == 0 || rest.len() < 4 + len {
+            break;
+        }
+        frames.push((rest[4], rest[5..4 + len].to_vec()));
+        rest = &rest[4 + len..];
+    }
+    frames
+}

@@ -14,6 +14,10 @@ pub struct Args {
     /// Where the database lives [default: $STATE_DIRECTORY under systemd, else ./trackerd-<no>/].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Shared secret of the two trackers [default: cluster.key beside tracker_info.txt,
+    /// created if missing; copy it to the other tracker's machine].
+    #[arg(long, value_name = "FILE")]
+    pub cluster_key: Option<PathBuf>,
 }
 
 /// The clap definition, for man pages and completions.

@@ -5,10 +5,12 @@
 //! programs can run a tracker in-process.
 
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod log;
 pub mod password;
 pub mod records;
+pub mod replica_store;
 pub mod server;
 mod stdin;
 pub mod store;
@@ -17,6 +19,7 @@ pub mod swarm;
 use commands::Ctx;
 use p2p_proto::tracker_info::{TrackerInfo, TrackerInfoError};
 use std::path::PathBuf;
+use std::sync::Arc;
 use store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +33,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Read `quit` from stdin.
     pub read_stdin: bool,
+    /// The shared secret of the two trackers [default: `cluster.key` beside tracker_info.txt].
+    pub cluster_key: Option<PathBuf>,
 }
 
 /// Why a tracker could not start. Every variant is a configuration problem (exit status 2).
@@ -50,8 +55,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot load the tracker's signing key: {0}")]
-    SigningKey(p2p_proto::ErrorReply),
+    #[error(transparent)]
+    ClusterKey(#[from] cluster::key::KeyError),
 }
 
 /// A tracker that is listening and has its database open.
@@ -59,6 +64,8 @@ pub struct Tracker {
     listener: TcpListener,
     ctx: Ctx,
     read_stdin: bool,
+    trackers: Vec<std::net::SocketAddr>,
+    cluster_key: Vec<u8>,
 }
 
 impl Tracker {
@@ -75,13 +82,24 @@ impl Tracker {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
+        let cluster_key = if info.trackers.len() > 1 {
+            let path = config
+                .cluster_key
+                .clone()
+                .unwrap_or_else(|| cluster::key::default_path(&config.tracker_info));
+            cluster::key::load_or_create(&path)?
+        } else {
+            Vec::new()
+        };
         let store = Store::open(&config.data_dir)?;
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let ctx = Ctx::new(store, config.tracker_no, workers).map_err(StartError::SigningKey)?;
+        let ctx = Ctx::new(Arc::new(store), config.tracker_no, workers);
         Ok(Self {
             listener,
             ctx,
             read_stdin: config.read_stdin,
+            trackers: info.trackers,
+            cluster_key,
         })
     }
 
@@ -100,11 +118,23 @@ impl Tracker {
             last_seq,
             "tracker listening"
         );
+        let cluster = Arc::new(cluster::Cluster::new(
+            self.ctx.tracker_no,
+            &self.trackers,
+            self.cluster_key,
+            Arc::clone(&self.ctx.store),
+            shutdown.clone(),
+        ));
         if self.read_stdin {
-            tokio::spawn(stdin::read_commands(shutdown.clone()));
+            let status = Arc::clone(&cluster);
+            tokio::spawn(stdin::read_commands(shutdown.clone(), move || {
+                status.status_line()
+            }));
         }
         tokio::spawn(expire_swarm(self.ctx.clone(), shutdown.clone()));
-        server::serve(self.listener, self.ctx, shutdown).await;
+        let supervisor = tokio::spawn(Arc::clone(&cluster).run());
+        server::serve(self.listener, self.ctx, cluster, shutdown).await;
+        let _ = supervisor.await;
         tracing::info!("tracker stopped");
     }
 }

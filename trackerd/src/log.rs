@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogRecord {
     pub seq: u64,
+    /// The epoch of the primary that wrote it (see `cluster`).
+    #[serde(default)]
+    pub epoch: u64,
     pub request_id: String,
     pub entries: Vec<LogEntry>,
     pub reply: TrackerReply,

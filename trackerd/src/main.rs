@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         tracker_no: args.tracker_no,
         data_dir,
         read_stdin: true,
+        cluster_key: args.cluster_key,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

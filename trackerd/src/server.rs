@@ -3,9 +3,10 @@
 //! A semaphore caps the number of connections; a cancellation token tells every connection to
 //! stop; `serve` returns only after every connection task has finished.
 
+use crate::cluster::Cluster;
 use crate::commands::{Ctx, dispatch};
 use p2p_proto::limits::{MAX_TRACKER_FRAME, TRACKER_IDLE_TIMEOUT};
-use p2p_proto::tracker::{TrackerRequest, TrackerResponse};
+use p2p_proto::tracker::{TrackerCall, TrackerReply, TrackerRequest, TrackerResponse};
 use p2p_proto::{ErrorKind, ErrorReply, FrameError, MessageStream};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +18,12 @@ use tokio_util::task::TaskTracker;
 /// Most client connections served at once; more wait in the accept queue.
 const MAX_CONNECTIONS: usize = 1024;
 
-pub async fn serve(listener: TcpListener, ctx: Ctx, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Ctx,
+    cluster: Arc<Cluster>,
+    shutdown: CancellationToken,
+) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let tasks = TaskTracker::new();
     loop {
@@ -35,9 +41,10 @@ pub async fn serve(listener: TcpListener, ctx: Ctx, shutdown: CancellationToken)
         match accepted {
             Ok((stream, peer)) => {
                 let ctx = ctx.clone();
+                let cluster = Arc::clone(&cluster);
                 let shutdown = shutdown.clone();
                 tasks.spawn(async move {
-                    connection(stream, peer, ctx, shutdown).await;
+                    connection(stream, peer, ctx, cluster, shutdown).await;
                     drop(permit);
                 });
             }
@@ -53,10 +60,17 @@ pub async fn serve(listener: TcpListener, ctx: Ctx, shutdown: CancellationToken)
     tasks.wait().await;
 }
 
-async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Ctx, shutdown: CancellationToken) {
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Ctx,
+    cluster: Arc<Cluster>,
+    shutdown: CancellationToken,
+) {
     let _ = stream.set_nodelay(true);
     let mut conn = MessageStream::new(stream, MAX_TRACKER_FRAME);
     tracing::debug!(%peer, "client connected");
+    let mut first = true;
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -81,9 +95,18 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Ctx, shutdown: Can
                 break;
             }
         };
+        if let TrackerCall::ClusterHello { from, nonce } = request.call {
+            if first {
+                crate::cluster::link::accept(&cluster, conn, peer, from, nonce).await;
+            } else {
+                tracing::warn!(%peer, "cluster_hello in the middle of a connection; closing");
+            }
+            return;
+        }
+        first = false;
         let id = request.id.clone();
         let call = request.call.name();
-        let result = dispatch(&ctx, peer, request).await;
+        let result = answer(&ctx, &cluster, peer, request).await;
         if let Err(e) = &result {
             tracing::debug!(%peer, call, kind = ?e.kind, error = %e, "request refused");
         }
@@ -93,4 +116,48 @@ async fn connection(stream: TcpStream, peer: SocketAddr, ctx: Ctx, shutdown: Can
         }
     }
     tracing::debug!(%peer, "client disconnected");
+}
+
+/// Answers a client request: only a primary with a fresh lease serves (a standby redirects),
+/// and a write is acknowledged only once the standby has it.
+async fn answer(
+    ctx: &Ctx,
+    cluster: &Cluster,
+    peer: SocketAddr,
+    request: TrackerRequest,
+) -> Result<TrackerReply, ErrorReply> {
+    if !matches!(request.call, TrackerCall::Ping) {
+        cluster.gate().await?;
+    }
+    let writes = is_write(&request.call);
+    let reply = dispatch(ctx, peer, request).await?;
+    if writes {
+        let seq = *ctx.store.subscribe().borrow();
+        cluster.replicated(seq).await?;
+    }
+    Ok(reply)
+}
+
+/// Calls that append to the log (the swarm's soft state is not replicated).
+fn is_write(call: &TrackerCall) -> bool {
+    match call {
+        TrackerCall::CreateUser { .. }
+        | TrackerCall::Login { .. }
+        | TrackerCall::Logout
+        | TrackerCall::CreateGroup { .. }
+        | TrackerCall::JoinGroup { .. }
+        | TrackerCall::LeaveGroup { .. }
+        | TrackerCall::AcceptRequest { .. }
+        | TrackerCall::UploadFile { .. } => true,
+        TrackerCall::Ping
+        | TrackerCall::ClusterHello { .. }
+        | TrackerCall::Whoami
+        | TrackerCall::ListGroups
+        | TrackerCall::ListRequests { .. }
+        | TrackerCall::SigningKey
+        | TrackerCall::ListFiles { .. }
+        | TrackerCall::FetchFile { .. }
+        | TrackerCall::Announce { .. }
+        | TrackerCall::StopShare { .. } => false,
+    }
 }

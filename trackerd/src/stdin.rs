@@ -1,4 +1,5 @@
-//! Commands typed on the tracker's standard input. `quit` stops the tracker; the end of input
+//! Commands typed on the tracker's standard input: `status` prints the role, epoch, log
+//! position and replication state; `quit` stops the tracker. The end of input
 //! (stdin is /dev/null under systemd) is not a reason to stop.
 //!
 //! Stdin is read on a plain thread of its own: a blocking read cannot be cancelled, and the
@@ -11,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 /// Longest stdin line read; longer ones are cut.
 const MAX_LINE: u64 = 4096;
 
-pub async fn read_commands(shutdown: CancellationToken) {
+/// Reads commands until `quit` or the end of input. `status` prints `status()`.
+pub async fn read_commands(shutdown: CancellationToken, status: impl Fn() -> String) {
     let (tx, mut rx) = mpsc::channel::<String>(4);
     let spawned = std::thread::Builder::new()
         .name("stdin".into())
@@ -53,7 +55,8 @@ pub async fn read_commands(shutdown: CancellationToken) {
                 return;
             }
             Some("") => {}
-            Some(other) => eprintln!("unknown command {other:?}; commands: quit"),
+            Some("status") => println!("{}", status()),
+            Some(other) => eprintln!("unknown command {other:?}; commands: status, quit"),
         }
     }
 }

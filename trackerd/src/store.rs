@@ -8,7 +8,7 @@
 //! - `groups`: group id → [`GroupRecord`]
 //! - `files`: `{group}/{name}` → [`FileRecord`] (see [`file_key`])
 //! - `secrets`: name → JSON string; `signing_key` is the hex of the trackers' ed25519 secret
-//! - `meta`: name → u64 (`last_seq`)
+//! - `meta`: name → u64 (`last_seq`, `last_epoch`, `epoch`, `leader`)
 
 use crate::log::{LogEntry, LogRecord, apply};
 use crate::records::{
@@ -25,16 +25,19 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-const REQUEST_IDS: TableDefinition<&str, u64> = TableDefinition::new("request_ids");
-const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
-const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
-const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
-const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files");
-const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+pub(crate) const REQUEST_IDS: TableDefinition<&str, u64> = TableDefinition::new("request_ids");
+pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+pub(crate) const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
+pub(crate) const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files");
+pub(crate) const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-const LAST_SEQ: &str = "last_seq";
+pub(crate) const LAST_SEQ: &str = "last_seq";
+pub(crate) const LAST_EPOCH: &str = "last_epoch";
+pub(crate) const EPOCH: &str = "epoch";
+pub(crate) const LEADER: &str = "leader";
 const SIGNING_KEY: &str = "signing_key";
 
 /// File name of the database inside the data directory.
@@ -65,7 +68,7 @@ impl From<StoreError> for ErrorReply {
     }
 }
 
-fn db_err(e: impl Into<redb::Error>) -> StoreError {
+pub(crate) fn db_err(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Db(e.into())
 }
 
@@ -94,7 +97,7 @@ fn get_json<T: DeserializeOwned>(
     }
 }
 
-fn to_json(value: &impl Serialize) -> Vec<u8> {
+pub(crate) fn to_json(value: &impl Serialize) -> Vec<u8> {
     // Serializing plain records of strings cannot fail.
     serde_json::to_vec(value).unwrap_or_default()
 }
@@ -239,7 +242,7 @@ impl Tables<'_> {
     }
 }
 
-fn open_tables(txn: &WriteTransaction) -> Result<Tables<'_>, StoreError> {
+pub(crate) fn open_tables(txn: &WriteTransaction) -> Result<Tables<'_>, StoreError> {
     Ok(TableSet {
         users: txn.open_table(USERS).map_err(db_err)?,
         sessions: txn.open_table(SESSIONS).map_err(db_err)?,
@@ -257,7 +260,9 @@ pub struct Decision {
 
 /// The tracker's database.
 pub struct Store {
-    db: Database,
+    pub(crate) db: Database,
+    /// The last applied sequence number, for the replication sender to wait on.
+    pub(crate) last_seq: tokio::sync::watch::Sender<u64>,
 }
 
 impl Store {
@@ -286,7 +291,17 @@ impl Store {
             txn.open_table(META).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
-        Ok(Self { db })
+        let store = Self {
+            db,
+            last_seq: tokio::sync::watch::Sender::new(0),
+        };
+        store.last_seq.send_replace(store.last_seq()?);
+        Ok(store)
+    }
+
+    /// Watches the last applied sequence number.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.last_seq.subscribe()
     }
 
     /// Runs `f` on a consistent snapshot of the state.
@@ -327,17 +342,21 @@ impl Store {
                 return Ok(decision.reply);
             }
             let mut meta = txn.open_table(META).map_err(db_err)?;
-            let seq = meta
-                .get(LAST_SEQ)
-                .map_err(db_err)?
-                .map(|g| g.value())
-                .unwrap_or(0)
-                + 1;
+            let get = |name: &str| -> Result<u64, StoreError> {
+                Ok(meta
+                    .get(name)
+                    .map_err(db_err)?
+                    .map(|g| g.value())
+                    .unwrap_or(0))
+            };
+            let seq = get(LAST_SEQ)? + 1;
+            let epoch = get(EPOCH)?;
             for entry in &decision.entries {
                 apply(&mut tables, entry)?;
             }
             let record = LogRecord {
                 seq,
+                epoch,
                 request_id: request_id.to_string(),
                 entries: decision.entries,
                 reply: decision.reply,
@@ -351,10 +370,12 @@ impl Store {
                 .insert(request_id, seq)
                 .map_err(db_err)?;
             meta.insert(LAST_SEQ, seq).map_err(db_err)?;
-            record.reply
+            meta.insert(LAST_EPOCH, epoch).map_err(db_err)?;
+            (seq, record.reply)
         };
         txn.commit().map_err(db_err)?;
-        Ok(reply)
+        self.last_seq.send_replace(reply.0);
+        Ok(reply.1)
     }
 
     /// The reply recorded for `request_id`, if it was applied before.

@@ -4,7 +4,7 @@
 //!
 //! An empty peer list is not an error: the downloading daemon decides whether to wait.
 
-use super::{Caller, Ctx, existing_file, member_group, validate_file_name};
+use super::{Caller, Ctx, existing_file, member_group, no_key, validate_file_name};
 use p2p_proto::ErrorReply;
 use p2p_proto::grant::{GRANT_LIFETIME_SECS, Grant, unix_now};
 use p2p_proto::ids::validate_id;
@@ -20,19 +20,20 @@ pub async fn run(
     validate_id("group id", &group)?;
     validate_file_name(&name)?;
     let (g, n, user) = (group.clone(), name.clone(), caller.user.clone());
-    let record = ctx
+    let (record, key) = ctx
         .store(move |s| {
             s.read(|t| {
                 member_group(t, &g, &user)?;
-                existing_file(t, &g, &n)
+                Ok((existing_file(t, &g, &n)?, t.signing_key()?))
             })
         })
         .await?;
+    let key = key.ok_or_else(no_key)?;
     let now = Instant::now();
     let mut peers = ctx.swarm(|s| s.peers(&group, &name, now));
     peers.retain(|p| p.user != caller.user);
     let grant = Grant::issue(
-        &ctx.signing_key,
+        &key,
         &caller.user,
         &group,
         &record.meta.sha1,

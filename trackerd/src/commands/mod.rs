@@ -24,7 +24,6 @@ use crate::password::PasswordHasherPool;
 use crate::records::{FileRecord, GroupRecord};
 use crate::store::{Store, TableSet};
 use crate::swarm::Swarm;
-use ed25519_dalek::SigningKey;
 use p2p_proto::tracker::{TrackerCall, TrackerReply, TrackerRequest};
 use p2p_proto::{ErrorKind, ErrorReply};
 use redb::ReadableTable;
@@ -38,24 +37,21 @@ pub struct Ctx {
     pub store: Arc<Store>,
     pub hasher: PasswordHasherPool,
     pub tracker_no: usize,
-    /// The trackers' key, which signs download grants.
-    pub signing_key: Arc<SigningKey>,
     /// Who holds which file now. Locked only briefly, never across an `.await`.
     pub swarm: Arc<Mutex<Swarm>>,
 }
 
 impl Ctx {
-    /// The context of a tracker serving `store`, creating the signing key on first start.
-    /// Blocks on the database; call it before serving (or on the blocking pool).
-    pub fn new(store: Store, tracker_no: usize, hash_workers: usize) -> Result<Self, ErrorReply> {
-        let signing_key = store.signing_key()?;
-        Ok(Self {
-            store: Arc::new(store),
+    /// The context of a tracker serving `store`. The trackers' signing key is created by
+    /// whichever tracker first becomes primary (see `cluster`), never here, so a standby never
+    /// makes a key of its own.
+    pub fn new(store: Arc<Store>, tracker_no: usize, hash_workers: usize) -> Self {
+        Self {
+            store,
             hasher: PasswordHasherPool::new(hash_workers),
             tracker_no,
-            signing_key: Arc::new(signing_key),
             swarm: Arc::new(Mutex::new(Swarm::new())),
-        })
+        }
     }
 
     /// Runs `op` on the swarm under its lock. `op` is synchronous, so the lock is never held
@@ -105,7 +101,11 @@ pub async fn dispatch(
         TrackerCall::Ping => Ok(TrackerReply::Pong {
             tracker_no: ctx.tracker_no,
         }),
-        TrackerCall::SigningKey => signing_key::run(ctx),
+        TrackerCall::SigningKey => signing_key::run(ctx).await,
+        TrackerCall::ClusterHello { .. } => Err(ErrorReply::new(
+            ErrorKind::Protocol,
+            "cluster_hello must be the first request of a connection",
+        )),
         TrackerCall::CreateUser { user, password } => {
             create_user::run(ctx, id, user, password).await
         }
@@ -118,6 +118,7 @@ pub async fn dispatch(
             let caller = authenticate(ctx, request.session).await?;
             match call {
                 TrackerCall::Ping
+                | TrackerCall::ClusterHello { .. }
                 | TrackerCall::SigningKey
                 | TrackerCall::CreateUser { .. }
                 | TrackerCall::Login { .. } => unreachable_call(),
@@ -149,6 +150,11 @@ pub async fn dispatch(
             }
         }
     }
+}
+
+/// The answer while no tracker has created the signing key yet.
+fn no_key() -> ErrorReply {
+    ErrorReply::unavailable("the trackers' signing key is not set up yet; retry shortly")
 }
 
 fn unreachable_call() -> Result<TrackerReply, ErrorReply> {

@@ -6,8 +6,12 @@ use p2p_proto::ErrorReply;
 use p2p_proto::grant::public_key_hex;
 use p2p_proto::tracker::TrackerReply;
 
-pub fn run(ctx: &Ctx) -> Result<TrackerReply, ErrorReply> {
+pub async fn run(ctx: &Ctx) -> Result<TrackerReply, ErrorReply> {
+    let key = ctx
+        .store(|s| s.read(|t| Ok(t.signing_key()?)))
+        .await?
+        .ok_or_else(super::no_key)?;
     Ok(TrackerReply::SigningKey {
-        public_key: public_key_hex(&ctx.signing_key),
+        public_key: public_key_hex(&key),
     })
 }

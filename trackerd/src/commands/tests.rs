@@ -56,7 +56,11 @@ impl Fixture {
                 .unwrap();
         }
         let fixture = Self {
-            ctx: Ctx::new(store, 1, 1).unwrap(),
+            ctx: {
+                let store = Arc::new(store);
+                store.signing_key().unwrap();
+                Ctx::new(store, 1, 1)
+            },
             _dir: dir,
         };
         // alice owns g, bob is a member, carol is not.

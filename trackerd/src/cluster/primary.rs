@@ -1,0 +1,155 @@
+//! The primary's side of replication: bring a follower up to date (from the log, or with a
+//! snapshot when its log is missing or has diverged), then stream every new record and a
+//! heartbeat, collecting acknowledgements.
+
+use super::Cluster;
+use super::link::{Link, recv, send};
+use p2p_proto::cluster::{ClusterMsg, Position, SNAPSHOT_CHUNK, SnapshotRow};
+use p2p_proto::{FrameError, cluster::ClusterFrame};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Heartbeat interval on a replication link.
+pub const HEARTBEAT: Duration = Duration::from_millis(500);
+/// A follower silent for this long is dropped.
+pub const FOLLOWER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Records sent per batch.
+const BATCH: usize = 256;
+
+pub async fn serve_follower(cluster: &Cluster, mut link: Link, peer: SocketAddr, theirs: Position) {
+    let generation = cluster.follower_connected();
+    tracing::info!(%peer, last_seq = theirs.last_seq, "standby connected");
+    let result = stream(cluster, &mut link, theirs, generation).await;
+    cluster.follower_gone(generation);
+    match result {
+        Ok(()) => tracing::info!(%peer, "standby link closed"),
+        Err(e) => tracing::warn!(%peer, error = %e, "standby link lost"),
+    }
+}
+
+/// True when the follower at `theirs` can continue from our log.
+fn can_continue(cluster: &Cluster, theirs: &Position) -> Result<bool, String> {
+    let store = &cluster.store;
+    let ours = store.position().map_err(|e| e.to_string())?;
+    if theirs.last_seq > ours.last_seq {
+        return Ok(false);
+    }
+    let same_history = if theirs.last_seq == 0 {
+        true
+    } else {
+        store
+            .record_epoch(theirs.last_seq)
+            .map_err(|e| e.to_string())?
+            == Some(theirs.last_epoch)
+    };
+    let have_next = theirs.last_seq == ours.last_seq
+        || store
+            .record_epoch(theirs.last_seq + 1)
+            .map_err(|e| e.to_string())?
+            .is_some();
+    Ok(same_history && have_next)
+}
+
+async fn stream(
+    cluster: &Cluster,
+    link: &mut Link,
+    theirs: Position,
+    generation: u64,
+) -> Result<(), String> {
+    let mut next = if can_continue(cluster, &theirs)? {
+        theirs.last_seq + 1
+    } else {
+        send_snapshot(cluster, link).await? + 1
+    };
+    let mut last_seq = cluster.store.subscribe();
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut seen = tokio::time::Instant::now();
+    loop {
+        if !cluster.is_current_follower(generation) {
+            return Ok(());
+        }
+        let newest = *last_seq.borrow_and_update();
+        if next <= newest {
+            let store = std::sync::Arc::clone(&cluster.store);
+            let from = next;
+            let records = tokio::task::spawn_blocking(move || store.records_from(from, BATCH))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            if records.is_empty() {
+                return Err(format!("log has no record {next}"));
+            }
+            for record in records {
+                send(link, ClusterMsg::Record { record }).await?;
+                next += 1;
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = cluster.shutdown.cancelled() => return Ok(()),
+            _ = last_seq.changed() => {}
+            _ = heartbeat.tick() => {
+                if seen.elapsed() > FOLLOWER_TIMEOUT {
+                    return Err("standby stopped answering".into());
+                }
+                let position = cluster.position()?;
+                send(link, ClusterMsg::Heartbeat { position }).await?;
+            }
+            frame = link.recv::<ClusterFrame>() => match frame {
+                Ok(Some(ClusterFrame { msg: ClusterMsg::Ack { seq }, .. })) => {
+                    seen = tokio::time::Instant::now();
+                    cluster.acked(generation, seq);
+                }
+                Ok(Some(other)) => return Err(format!("unexpected message {:?}", other.msg)),
+                Ok(None) => return Ok(()),
+                Err(FrameError::Io(e)) => return Err(e.to_string()),
+                Err(e) => return Err(e.to_string()),
+            },
+        }
+    }
+}
+
+/// Sends the whole state in chunks; returns the sequence number it represents.
+async fn send_snapshot(cluster: &Cluster, link: &mut Link) -> Result<u64, String> {
+    let store = std::sync::Arc::clone(&cluster.store);
+    let (rows, position) = tokio::task::spawn_blocking(move || store.export_snapshot())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        rows = rows.len(),
+        last_seq = position.last_seq,
+        "sending snapshot to standby"
+    );
+    let mut chunk: Vec<SnapshotRow> = Vec::new();
+    let mut size = 0;
+    let mut rows = rows.into_iter().peekable();
+    loop {
+        let row = rows.next();
+        let last = rows.peek().is_none();
+        if let Some(row) = row {
+            size += row.key.len() + row.value.len() + row.table.len() + 64;
+            chunk.push(row);
+        }
+        if size >= SNAPSHOT_CHUNK || last {
+            send(
+                link,
+                ClusterMsg::Snapshot {
+                    rows: std::mem::take(&mut chunk),
+                    last,
+                    position,
+                },
+            )
+            .await?;
+            size = 0;
+        }
+        if last {
+            break;
+        }
+    }
+    // The follower acknowledges the snapshot once it is installed.
+    match recv(link, Duration::from_secs(30)).await? {
+        ClusterMsg::Ack { seq } if seq == position.last_seq => Ok(position.last_seq),
+        other => Err(format!("snapshot not acknowledged: {other:?}")),
+    }
+}

@@ -91,6 +91,9 @@ pub struct DownloadRecord {
     pub part_path: PathBuf,
     pub state: StoredState,
     pub error: Option<String>,
+    /// Peers banned from this download, with the reason (kept after it ends).
+    #[serde(default)]
+    pub banned: Vec<p2p_proto::control::BannedPeer>,
 }
 
 /// The key of a share or download.

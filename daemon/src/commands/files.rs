@@ -153,6 +153,7 @@ pub async fn download(
         part_path: PathBuf::from(part),
         state: StoredState::Active,
         error: None,
+        banned: Vec::new(),
     };
     let stored = record.clone();
     let bitmap_key = key.clone();

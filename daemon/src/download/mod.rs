@@ -206,7 +206,7 @@ pub fn start(daemon: &Arc<Daemon>, record: DownloadRecord, fresh: bool) -> Resul
             state: DownloadState::Waiting,
             detail: Some("looking for peers".into()),
             peers: 0,
-            banned: Vec::new(),
+            banned: record.banned.clone(),
             recent: VecDeque::new(),
             dirty: false,
             fatal: None,
@@ -270,7 +270,7 @@ pub fn list(daemon: &Daemon, user: &str) -> Result<Vec<DownloadInfo>, ErrorReply
             detail: record.error.clone().or_else(|| {
                 (record.state == StoredState::Active).then(|| "paused: not running".to_string())
             }),
-            banned: Vec::new(),
+            banned: record.banned.clone(),
         });
     }
     Ok(out)

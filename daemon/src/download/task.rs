@@ -191,6 +191,7 @@ async fn finish(daemon: &Arc<Daemon>, dl: &Arc<Download>) {
     };
     let mut record = dl.record.clone();
     record.state = StoredState::Complete;
+    record.banned = banned(dl);
     let share = ShareRecord {
         user: record.user.clone(),
         group: record.group.clone(),
@@ -229,6 +230,7 @@ async fn fail(daemon: &Daemon, dl: &Download, reason: String) {
     let mut record = dl.record.clone();
     record.state = StoredState::Failed;
     record.error = Some(reason.clone());
+    record.banned = banned(dl);
     let _ = daemon
         .with_state(move |s| Ok(s.put_download(&record)?))
         .await;
@@ -240,4 +242,11 @@ async fn fail(daemon: &Daemon, dl: &Download, reason: String) {
         p.detail = Some(reason);
         p.peers = 0;
     }
+}
+
+fn banned(dl: &Download) -> Vec<p2p_proto::control::BannedPeer> {
+    dl.progress
+        .lock()
+        .map(|p| p.banned.clone())
+        .unwrap_or_default()
 }

@@ -8,7 +8,6 @@ use sha1::{Digest, Sha1};
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::mpsc::sync_channel;
 
 /// Pieces queued for the whole-file hasher at most.
@@ -50,36 +49,48 @@ pub fn hash_file(path: &Path, name: &str) -> Result<Hashed, HashError> {
     };
     let mut file = File::open(path).map_err(read_err)?;
     let (size, mtime_ns) = size_and_mtime(path).map_err(read_err)?;
-    let (tx, rx) = sync_channel::<Arc<Vec<u8>>>(QUEUE);
+    // Buffers circulate: the reader fills one, hashes it as a piece and hands it to the
+    // whole-file hasher, which gives it back. No piece-sized allocation per piece.
+    let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(QUEUE);
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(QUEUE + 2);
+    for _ in 0..QUEUE + 2 {
+        let _ = free_tx.send(vec![0u8; PIECE_SIZE as usize]);
+    }
     let whole = std::thread::spawn(move || {
         let mut hasher = Sha1::new();
-        for chunk in rx {
-            hasher.update(chunk.as_slice());
+        for (buf, len) in full_rx {
+            hasher.update(&buf[..len]);
+            let _ = free_tx.send(buf);
         }
         hex::encode(hasher.finalize())
     });
     let mut pieces = Vec::with_capacity(FileMeta::piece_count(size));
     let mut total = 0u64;
-    loop {
-        let mut buf = Vec::with_capacity(PIECE_SIZE as usize);
-        (&mut file)
-            .take(PIECE_SIZE)
-            .read_to_end(&mut buf)
-            .map_err(read_err)?;
-        if buf.is_empty() {
+    let mut failure = None;
+    while let Ok(mut buf) = free_rx.recv() {
+        let len = match read_piece(&mut file, &mut buf) {
+            Ok(len) => len,
+            Err(e) => {
+                failure = Some(read_err(e));
+                break;
+            }
+        };
+        if len == 0 {
             break;
         }
-        total += buf.len() as u64;
-        pieces.push(hex::encode(Sha1::digest(&buf)));
-        let last = (buf.len() as u64) < PIECE_SIZE;
-        if tx.send(Arc::new(buf)).is_err() || last {
+        total += len as u64;
+        pieces.push(hex::encode(Sha1::digest(&buf[..len])));
+        if full_tx.send((buf, len)).is_err() || (len as u64) < PIECE_SIZE {
             break;
         }
     }
-    drop(tx);
+    drop(full_tx);
     let sha1 = whole.join().map_err(|_| HashError::Changed {
         path: path.to_path_buf(),
     })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
     let after = size_and_mtime(path).map_err(read_err)?;
     if total != size || after != (size, mtime_ns) {
         return Err(HashError::Changed {
@@ -95,6 +106,20 @@ pub fn hash_file(path: &Path, name: &str) -> Result<Hashed, HashError> {
         },
         mtime_ns,
     })
+}
+
+/// Fills `buf` (one piece long) from `file`; returns how much was read (less at the end).
+fn read_piece(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// The SHA-1 of the whole file at `path`, read sequentially.

@@ -5,6 +5,7 @@
 //! in it as pieces pass verification, and the peer server reads them to answer requests and
 //! forwards each new bit as a HAVE to the peers connected to us.
 
+use crate::upload_spread::UploadSpread;
 use p2p_proto::bitfield::Bitfield;
 use p2p_proto::files::FileMeta;
 use std::collections::HashMap;
@@ -24,6 +25,8 @@ pub struct Holding {
     pub share_key: Option<String>,
     /// For a share: the size and mtime its file had when hashed.
     expected_stat: Option<(u64, i128)>,
+    /// For a share: how often each piece went out (see `upload_spread`).
+    spread: Option<Mutex<UploadSpread>>,
 }
 
 impl Holding {
@@ -43,7 +46,28 @@ impl Holding {
             haves,
             share_key,
             expected_stat: None,
+            spread: None,
         }
+    }
+
+    /// Makes this holding steer simultaneous downloaders to each other (for complete files).
+    pub fn spread_uploads(&mut self, pieces: usize) {
+        self.spread = Some(Mutex::new(UploadSpread::new(pieces)));
+    }
+
+    /// Whether `piece` may be uploaded now; records the upload if so.
+    pub fn take_upload(&self, piece: usize) -> bool {
+        let Some(spread) = &self.spread else {
+            return true;
+        };
+        let Ok(mut spread) = spread.lock() else {
+            return true;
+        };
+        if !spread.allows(piece) {
+            return false;
+        }
+        spread.sent(piece);
+        true
     }
 
     pub fn set_expected_stat(&mut self, size: u64, mtime_ns: i128) {

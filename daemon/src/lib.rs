@@ -19,6 +19,7 @@ pub mod rate_limit;
 pub mod shares;
 pub mod state;
 pub mod tracker_client;
+pub mod upload_spread;
 
 use config::Config;
 use daemon::Daemon;

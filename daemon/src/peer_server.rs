@@ -9,7 +9,7 @@ use crate::daemon::Daemon;
 use crate::holdings::Holding;
 use futures_util::{SinkExt, StreamExt};
 use p2p_proto::grant::unix_now;
-use p2p_proto::peer::{PeerCodec, PeerFrame};
+use p2p_proto::peer::{PeerCodec, PeerFrame, send_piece};
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -113,15 +113,14 @@ async fn connection(stream: TcpStream, peer: SocketAddr, daemon: &Daemon) -> Res
                 match frame {
                     PeerFrame::Request(index) => {
                         let piece = index as usize;
-                        if !holding.has(piece) {
+                        if !holding.has(piece) || !holding.take_upload(piece) {
                             framed.send(PeerFrame::Reject(index)).await.map_err(|e| e.to_string())?;
                             continue;
                         }
                         let len = holding.meta.piece_len(piece);
                         let data = read_piece(&file, piece, len).await?;
                         daemon.upload_limit.acquire(len).await;
-                        framed
-                            .send(PeerFrame::Piece { index, data })
+                        send_piece(&mut framed, index, data)
                             .await
                             .map_err(|e| e.to_string())?;
                     }

@@ -47,6 +47,7 @@ pub fn holding_for(share: &ShareRecord) -> Holding {
         Some(file_key(&share.user, &share.group, &share.name)),
     );
     holding.set_expected_stat(share.size, share.mtime_ns);
+    holding.spread_uploads(share.pieces);
     holding
 }
 
@@ -77,6 +78,11 @@ pub async fn restore(daemon: &Arc<Daemon>, user: &str) {
         .filter(|r| r.user == user && r.state == StoredState::Active)
     {
         let name = record.meta.name.clone();
+        if !record.part_path.exists() && record.destination.exists() {
+            // Moved into place, but the daemon died before recording it complete.
+            crate::download::recover_moved(daemon, record).await;
+            continue;
+        }
         if let Err(e) = crate::download::start(daemon, record, false) {
             tracing::error!(file = %name, error = %e, "cannot resume download");
         } else {

@@ -204,6 +204,32 @@ impl Encoder<PeerFrame> for PeerCodec {
     }
 }
 
+/// Sends a PIECE frame without copying the piece into the codec's write buffer: the buffer is
+/// flushed, then header and data go to the socket in one vectored write.
+pub async fn send_piece<S>(
+    framed: &mut tokio_util::codec::Framed<S, PeerCodec>,
+    index: u32,
+    data: Bytes,
+) -> Result<(), PeerWireError>
+where
+    S: tokio::io::AsyncWrite + tokio::io::AsyncRead + Unpin,
+{
+    use futures_util::SinkExt;
+    use tokio::io::AsyncWriteExt;
+    let len = 1 + 4 + data.len();
+    if len > MAX_PEER_FRAME {
+        return Err(PeerWireError::TooLarge(len));
+    }
+    SinkExt::<PeerFrame>::flush(framed).await?;
+    let mut header = BytesMut::with_capacity(9);
+    header.put_u32(len as u32);
+    header.put_u8(T_PIECE);
+    header.put_u32(index);
+    let mut frame = header.freeze().chain(data);
+    framed.get_mut().write_all_buf(&mut frame).await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +255,18 @@ mod tests {
             index: 9,
             data: Bytes::from(vec![1u8; PIECE_SIZE as usize]),
         });
+    }
+
+    #[tokio::test]
+    async fn send_piece_is_read_back_as_a_piece_frame() {
+        use futures_util::StreamExt;
+        let (a, b) = tokio::io::duplex(4 << 20);
+        let mut tx = tokio_util::codec::Framed::new(a, PeerCodec);
+        let mut rx = tokio_util::codec::Framed::new(b, PeerCodec);
+        let data = Bytes::from(vec![7u8; 1000]);
+        send_piece(&mut tx, 3, data.clone()).await.unwrap();
+        let got = rx.next().await.unwrap().unwrap();
+        assert_eq!(got, PeerFrame::Piece { index: 3, data });
     }
 
     #[test]

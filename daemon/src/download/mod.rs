@@ -5,6 +5,9 @@ mod peer;
 pub mod picker;
 pub mod storage;
 mod task;
+mod whole_hash;
+
+pub use task::recover_moved;
 
 use crate::daemon::Daemon;
 use crate::holdings::Holding;
@@ -36,6 +39,8 @@ pub struct Download {
     pub cancel: CancellationToken,
     /// Wakes the download task: a piece verified, a peer left, a failure.
     pub events: Notify,
+    /// Wakes the whole-file hasher: the verified prefix may have grown.
+    pub hash_wake: Notify,
     pub verify_slots: Arc<Semaphore>,
 }
 
@@ -90,6 +95,7 @@ impl Download {
             p.dirty = true;
         }
         self.events.notify_one();
+        self.hash_wake.notify_one();
     }
 
     /// Ends the download with an error (a disk failure, say).
@@ -213,6 +219,7 @@ pub fn start(daemon: &Arc<Daemon>, record: DownloadRecord, fresh: bool) -> Resul
         }),
         cancel: daemon.shutdown.child_token(),
         events: Notify::new(),
+        hash_wake: Notify::new(),
         verify_slots: Arc::new(Semaphore::new(VERIFY_SLOTS)),
         record,
     });

@@ -10,7 +10,7 @@ use p2p_proto::grant::Grant;
 use p2p_proto::peer::{Hello, PEER_VERSION, PeerCodec, PeerFrame};
 use sha1::{Digest, Sha1};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -24,6 +24,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often an idle connection rechecks for work and keeps the link alive.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 const KEEPALIVE_EVERY: u32 = 30;
+/// How long a piece a peer refused is asked of other peers instead.
+const REFUSED_COOLDOWN: Duration = Duration::from_millis(500);
 
 /// Why a peer connection ended.
 #[derive(Debug, thiserror::Error)]
@@ -97,10 +99,22 @@ async fn exchange(
 ) -> Result<(), PeerEnd> {
     let n = dl.record.meta.pieces.len();
     let mut idle_ticks = 0u32;
+    // Pieces this peer refused lately: asked elsewhere first (see the seeder's REJECT policy).
+    let mut refused: Vec<(usize, Instant)> = Vec::new();
     loop {
         let mut sent = false;
+        refused.retain(|(_, at)| at.elapsed() < REFUSED_COOLDOWN);
         while asked.len() < DEPTH {
-            let next = dl.picker.lock().ok().and_then(|mut p| p.pick(has, asked));
+            let exclude: Vec<usize> = asked
+                .iter()
+                .copied()
+                .chain(refused.iter().map(|(p, _)| *p))
+                .collect();
+            let next = dl
+                .picker
+                .lock()
+                .ok()
+                .and_then(|mut p| p.pick(has, &exclude));
             let Some(piece) = next else { break };
             asked.push(piece);
             framed
@@ -153,6 +167,9 @@ async fn exchange(
                     )));
                 };
                 asked.swap_remove(pos);
+                if let Ok(mut p) = dl.picker.lock() {
+                    p.arrived(piece);
+                }
                 if data.len() as u64 != dl.record.meta.piece_len(piece) {
                     if let Ok(mut p) = dl.picker.lock() {
                         p.failed(piece);
@@ -177,6 +194,7 @@ async fn exchange(
                 let piece = index as usize;
                 if let Some(pos) = asked.iter().position(|a| *a == piece) {
                     asked.swap_remove(pos);
+                    refused.push((piece, Instant::now()));
                     if let Ok(mut p) = dl.picker.lock() {
                         p.release(piece);
                     }

@@ -20,6 +20,8 @@ pub struct Picker {
     availability: Vec<u32>,
     /// How many requests are outstanding for each piece.
     in_flight: Vec<u8>,
+    /// A copy arrived and is being verified: never request it again unless it fails.
+    arrived: Vec<bool>,
     start: usize,
 }
 
@@ -30,6 +32,7 @@ impl Picker {
             done,
             availability: vec![0; n],
             in_flight: vec![0; n],
+            arrived: vec![false; n],
             start: if n == 0 { 0 } else { start % n },
         }
     }
@@ -82,14 +85,15 @@ impl Picker {
         (0..self.len()).any(|i| has.get(i) && !self.done.get(i))
     }
 
-    /// The next piece to request from a peer holding `has`, of which `asked` are already
-    /// requested from it. Marks the piece as in flight.
-    pub fn pick(&mut self, has: &Bitfield, asked: &[usize]) -> Option<usize> {
+    /// The next piece to request from a peer holding `has`; pieces in `exclude` (already
+    /// requested from it, or refused by it a moment ago) are not picked. Marks the piece as in
+    /// flight.
+    pub fn pick(&mut self, has: &Bitfield, exclude: &[usize]) -> Option<usize> {
         let n = self.len();
         let mut best: Option<(u32, usize)> = None;
         for k in 0..n {
             let i = (self.start + k) % n;
-            if self.done.get(i) || self.in_flight[i] > 0 || !has.get(i) {
+            if self.done.get(i) || self.in_flight[i] > 0 || !has.get(i) || exclude.contains(&i) {
                 continue;
             }
             let a = self.availability[i];
@@ -102,19 +106,20 @@ impl Picker {
         }
         let piece = match best {
             Some((_, i)) => i,
-            None => self.endgame_pick(has, asked)?,
+            None => self.endgame_pick(has, exclude)?,
         };
         self.in_flight[piece] = self.in_flight[piece].saturating_add(1);
         Some(piece)
     }
 
-    fn endgame_pick(&self, has: &Bitfield, asked: &[usize]) -> Option<usize> {
+    fn endgame_pick(&self, has: &Bitfield, exclude: &[usize]) -> Option<usize> {
         (0..self.len())
             .filter(|&i| {
                 !self.done.get(i)
+                    && !self.arrived[i]
                     && has.get(i)
                     && self.in_flight[i] < MAX_DUPLICATES
-                    && !asked.contains(&i)
+                    && !exclude.contains(&i)
             })
             .min_by_key(|&i| self.in_flight[i])
     }
@@ -123,6 +128,13 @@ impl Picker {
     pub fn release(&mut self, piece: usize) {
         if let Some(f) = self.in_flight.get_mut(piece) {
             *f = f.saturating_sub(1);
+        }
+    }
+
+    /// A copy of `piece` arrived and goes to verification.
+    pub fn arrived(&mut self, piece: usize) {
+        if let Some(a) = self.arrived.get_mut(piece) {
+            *a = true;
         }
     }
 
@@ -135,6 +147,9 @@ impl Picker {
     /// A piece that arrived failed verification: it is missing again.
     pub fn failed(&mut self, piece: usize) {
         self.release(piece);
+        if let Some(a) = self.arrived.get_mut(piece) {
+            *a = false;
+        }
     }
 }
 
@@ -179,6 +194,33 @@ mod tests {
         assert!(p.complete(1));
         assert!(!p.complete(1), "the second copy is not counted");
         assert_eq!(p.missing(), 1);
+    }
+
+    #[test]
+    fn a_piece_being_verified_is_not_requested_again() {
+        let mut p = Picker::new(Bitfield::new(1), 0);
+        p.peer_added(&all(1));
+        assert_eq!(p.pick(&all(1), &[]), Some(0));
+        // The copy arrived (no longer outstanding at the peer) and is being verified.
+        p.arrived(0);
+        assert_eq!(
+            p.pick(&all(1), &[]),
+            None,
+            "no endgame duplicate of an arrived piece"
+        );
+        p.failed(0);
+        assert_eq!(
+            p.pick(&all(1), &[]),
+            Some(0),
+            "a bad copy makes it wanted again"
+        );
+    }
+
+    #[test]
+    fn excluded_pieces_are_not_picked() {
+        let mut p = Picker::new(Bitfield::new(2), 0);
+        p.peer_added(&all(2));
+        assert_eq!(p.pick(&all(2), &[0]), Some(1));
     }
 
     #[test]

@@ -42,6 +42,11 @@ impl Storage {
         ))
     }
 
+    /// The open part file, for reading pieces back.
+    pub fn file(&self) -> Arc<File> {
+        Arc::clone(&self.file)
+    }
+
     /// Writes one verified piece (on the blocking pool).
     pub async fn write_piece(&self, index: usize, data: bytes::Bytes) -> std::io::Result<()> {
         let file = Arc::clone(&self.file);

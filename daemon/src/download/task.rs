@@ -16,14 +16,16 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-/// How often the tracker is asked for peers while some are connected.
-const REFRESH: Duration = Duration::from_secs(5);
+/// How often the tracker is asked for peers while some are connected: often enough that
+/// downloaders of one file find each other (and feed each other) within a second.
+const REFRESH: Duration = Duration::from_secs(1);
 /// ... and while none is.
-const REFRESH_WAITING: Duration = Duration::from_secs(2);
+const REFRESH_WAITING: Duration = Duration::from_secs(1);
 /// How often verified pieces are made durable.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 pub async fn run(daemon: Arc<Daemon>, dl: Arc<Download>) {
+    let mut whole = Some(tokio::spawn(super::whole_hash::run(Arc::clone(&dl))));
     let mut peers: JoinSet<(String, Result<(), PeerEnd>)> = JoinSet::new();
     let mut connected: HashSet<String> = HashSet::new();
     let mut next_refresh = Instant::now();
@@ -35,9 +37,15 @@ pub async fn run(daemon: Arc<Daemon>, dl: Arc<Download>) {
             fail(&daemon, &dl, reason).await;
             break;
         }
-        if dl.picker.lock().is_ok_and(|p| p.is_complete()) {
+        if dl.picker.lock().is_ok_and(|p| p.is_complete())
+            && let Some(whole) = whole.take()
+        {
             peers.shutdown().await;
-            finish(&daemon, &dl).await;
+            let digest = match whole.await {
+                Ok(result) => result,
+                Err(e) => Err(e.to_string()),
+            };
+            finish(&daemon, &dl, digest).await;
             break;
         }
         if Instant::now() >= next_refresh {
@@ -58,6 +66,9 @@ pub async fn run(daemon: Arc<Daemon>, dl: Arc<Download>) {
         set_progress(&dl, connected.len(), &waiting_for);
         tokio::select! {
             _ = dl.cancel.cancelled() => {
+                if let Some(whole) = whole.take() {
+                    whole.abort();
+                }
                 peers.shutdown().await;
                 let _ = flush_pieces(&daemon, &dl).await;
                 break;
@@ -156,55 +167,52 @@ async fn flush_pieces(daemon: &Daemon, dl: &Download) -> Result<(), String> {
         .map_err(|e| e.message)
 }
 
-/// Verifies the whole file, moves it into place and makes it a share.
-async fn finish(daemon: &Arc<Daemon>, dl: &Arc<Download>) {
-    if let Err(e) = flush_pieces(daemon, dl).await {
-        return fail(daemon, dl, e).await;
-    }
-    if let Ok(mut p) = dl.progress.lock() {
-        p.detail = Some("verifying the whole file".into());
+/// Checks the whole file's SHA-1 (computed during the download), moves the file into place
+/// and makes it a share. The download shows complete as soon as the file is in place; the data
+/// is then synced and the completion committed. A crash between the two is recovered at the
+/// next start (see `recover_moved`).
+async fn finish(daemon: &Arc<Daemon>, dl: &Arc<Download>, digest: Result<String, String>) {
+    let expected = dl.record.meta.sha1.clone();
+    match digest {
+        Ok(actual) if actual == expected => {}
+        Ok(actual) => {
+            let reason = format!("whole-file SHA-1 mismatch (got {actual}, expected {expected})");
+            return fail(daemon, dl, reason).await;
+        }
+        Err(e) => return fail(daemon, dl, e).await,
     }
     let part = dl.record.part_path.clone();
     let dest = dl.record.destination.clone();
-    let expected = dl.record.meta.sha1.clone();
-    let moved = tokio::task::spawn_blocking(move || -> Result<(u64, i128), String> {
-        let actual =
-            whole_file_sha1(&part).map_err(|e| format!("cannot read {}: {e}", part.display()))?;
-        if actual != expected {
-            return Err(format!(
-                "whole-file SHA-1 mismatch (got {actual}, expected {expected})"
-            ));
-        }
-        // A hard link never replaces an existing file, unlike rename.
-        std::fs::hard_link(&part, &dest)
-            .map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
-        std::fs::remove_file(&part)
-            .map_err(|e| format!("cannot remove {}: {e}", part.display()))?;
-        crate::hashing::size_and_mtime(&dest)
-            .map_err(|e| format!("cannot stat {}: {e}", dest.display()))
-    })
-    .await;
+    let moved = tokio::task::spawn_blocking(move || move_into_place(&part, &dest)).await;
     let (size, mtime_ns) = match moved {
         Ok(Ok(stat)) => stat,
         Ok(Err(reason)) => return fail(daemon, dl, reason).await,
         Err(e) => return fail(daemon, dl, e.to_string()).await,
     };
+    // Peers still connected to the download's holding read from the final path from now on.
+    dl.holding.set_path(dl.record.destination.clone());
     let mut record = dl.record.clone();
     record.state = StoredState::Complete;
     record.banned = banned(dl);
-    let share = ShareRecord {
-        user: record.user.clone(),
-        group: record.group.clone(),
-        name: record.meta.name.clone(),
-        path: record.destination.clone(),
-        size,
-        mtime_ns,
-        sha1: record.meta.sha1.clone(),
-        pieces: record.meta.pieces.len(),
-    };
-    let holding = crate::shares::holding_for(&share);
+    let share = share_of(&record, size, mtime_ns);
+    daemon
+        .holdings
+        .insert(Arc::new(crate::shares::holding_for(&share)));
+    if let Ok(mut p) = dl.progress.lock() {
+        p.state = DownloadState::Complete;
+        p.detail = None;
+        p.peers = 0;
+    }
+    daemon.announce_now.notify_one();
+    tracing::info!(download = %dl.key, dest = %dl.record.destination.display(), "download complete");
+    if let Err(e) = dl.storage.sync().await {
+        tracing::error!(download = %dl.key, error = %e, "cannot sync finished download");
+    }
+    let bitmap = dl.holding.bitfield();
+    let key = dl.key.clone();
     let saved = daemon
         .with_state(move |s| {
+            s.put_bitmap(&key, bitmap.as_bytes())?;
             s.put_download(&record)?;
             s.put_share(&share)?;
             Ok(())
@@ -213,16 +221,77 @@ async fn finish(daemon: &Arc<Daemon>, dl: &Arc<Download>) {
     if let Err(e) = saved {
         tracing::error!(download = %dl.key, error = %e, "cannot record finished download");
     }
-    // Peers still connected to the download's holding read from the final path from now on.
-    dl.holding.set_path(dl.record.destination.clone());
-    daemon.holdings.insert(Arc::new(holding));
-    if let Ok(mut p) = dl.progress.lock() {
-        p.state = DownloadState::Complete;
-        p.detail = None;
-        p.peers = 0;
+}
+
+/// Links the verified part file to the destination (a hard link never replaces an existing
+/// file, unlike rename), removes the part file, and returns the destination's size and mtime.
+fn move_into_place(part: &std::path::Path, dest: &std::path::Path) -> Result<(u64, i128), String> {
+    std::fs::hard_link(part, dest).map_err(|e| format!("cannot create {}: {e}", dest.display()))?;
+    std::fs::remove_file(part).map_err(|e| format!("cannot remove {}: {e}", part.display()))?;
+    crate::hashing::size_and_mtime(dest).map_err(|e| format!("cannot stat {}: {e}", dest.display()))
+}
+
+fn share_of(record: &crate::state::DownloadRecord, size: u64, mtime_ns: i128) -> ShareRecord {
+    ShareRecord {
+        user: record.user.clone(),
+        group: record.group.clone(),
+        name: record.meta.name.clone(),
+        path: record.destination.clone(),
+        size,
+        mtime_ns,
+        sha1: record.meta.sha1.clone(),
+        pieces: record.meta.pieces.len(),
     }
-    daemon.announce_now.notify_one();
-    tracing::info!(download = %dl.key, dest = %dl.record.destination.display(), "download complete");
+}
+
+/// A download that was moved into place but not yet recorded complete when the daemon died:
+/// its part file is gone and the destination exists. Verifies the destination and records it
+/// complete (and shared), or failed if it is not the file.
+pub async fn recover_moved(daemon: &Arc<Daemon>, mut record: crate::state::DownloadRecord) {
+    let dest = record.destination.clone();
+    let expected = record.meta.sha1.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        let actual =
+            whole_file_sha1(&dest).map_err(|e| format!("cannot read {}: {e}", dest.display()))?;
+        if actual != expected {
+            return Err(format!(
+                "{} exists but is not the downloaded file",
+                dest.display()
+            ));
+        }
+        crate::hashing::size_and_mtime(&dest)
+            .map_err(|e| format!("cannot stat {}: {e}", dest.display()))
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let share = match checked {
+        Ok((size, mtime_ns)) => {
+            record.state = StoredState::Complete;
+            Some(share_of(&record, size, mtime_ns))
+        }
+        Err(reason) => {
+            record.state = StoredState::Failed;
+            record.error = Some(reason);
+            None
+        }
+    };
+    let holding = share.as_ref().map(crate::shares::holding_for);
+    let saved = daemon
+        .with_state(move |s| {
+            s.put_download(&record)?;
+            if let Some(share) = &share {
+                s.put_share(share)?;
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(e) = saved {
+        tracing::error!(error = %e, "cannot record a recovered download");
+    }
+    if let Some(holding) = holding {
+        daemon.holdings.insert(Arc::new(holding));
+        daemon.announce_now.notify_one();
+    }
 }
 
 async fn fail(daemon: &Daemon, dl: &Download, reason: String) {

@@ -1,6 +1,10 @@
 //! Tells the tracker which files this daemon holds: every share, and every download with at
 //! least one verified piece. Runs every [`ANNOUNCE_EVERY`] and at once when something changed;
 //! the tracker forgets a daemon that stops announcing within a minute.
+//!
+//! Between announcements a ping every [`CHECK_EVERY`] notices a failover (the tracker client
+//! moves to the other tracker), so the new primary, whose list of holders starts empty, hears
+//! from us within seconds rather than at the next announcement.
 
 use crate::daemon::Daemon;
 use p2p_proto::tracker::{Announced, TrackerCall};
@@ -8,17 +12,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(20);
+pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 
 pub async fn run(daemon: Arc<Daemon>) {
+    let mut last = tokio::time::Instant::now();
     loop {
-        tokio::select! {
+        let now = tokio::select! {
             _ = daemon.shutdown.cancelled() => return,
-            _ = daemon.announce_now.notified() => {}
+            _ = daemon.announce_now.notified() => true,
             // A failover: the new primary's swarm starts empty, so tell it at once.
-            _ = daemon.tracker.switched.notified() => {}
-            _ = tokio::time::sleep(ANNOUNCE_EVERY) => {}
+            _ = daemon.tracker.switched.notified() => true,
+            _ = tokio::time::sleep(CHECK_EVERY) => last.elapsed() >= ANNOUNCE_EVERY,
+        };
+        if now {
+            announce(&daemon).await;
+            last = tokio::time::Instant::now();
+        } else if daemon.session().await.ok().flatten().is_some() {
+            // Wakes `switched` above if the tracker in use changed.
+            let _ = daemon
+                .tracker
+                .call(None, p2p_proto::tracker::TrackerCall::Ping)
+                .await;
         }
-        announce(&daemon).await;
     }
 }
 

@@ -10,7 +10,9 @@ use p2p_proto::bitfield::Bitfield;
 use p2p_proto::files::FileMeta;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 use tokio::sync::broadcast;
 
 pub struct Holding {
@@ -27,6 +29,17 @@ pub struct Holding {
     expected_stat: Option<(u64, i128)>,
     /// For a share: how often each piece went out (see `upload_spread`).
     spread: Option<Mutex<UploadSpread>>,
+    /// Peer connections being served from this holding now.
+    serving: AtomicUsize,
+}
+
+/// Keeps a holding's count of served connections up while it lives.
+pub struct ServingGuard(Arc<Holding>);
+
+impl Drop for ServingGuard {
+    fn drop(&mut self) {
+        self.0.serving.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Holding {
@@ -47,12 +60,19 @@ impl Holding {
             share_key,
             expected_stat: None,
             spread: None,
+            serving: AtomicUsize::new(0),
         }
     }
 
     /// Makes this holding steer simultaneous downloaders to each other (for complete files).
     pub fn spread_uploads(&mut self, pieces: usize) {
-        self.spread = Some(Mutex::new(UploadSpread::new(pieces)));
+        self.spread = Some(Mutex::new(UploadSpread::new(pieces, Instant::now())));
+    }
+
+    /// Counts a peer connection served from this holding while the guard lives.
+    pub fn serving(self: &Arc<Self>) -> ServingGuard {
+        self.serving.fetch_add(1, Ordering::Relaxed);
+        ServingGuard(Arc::clone(self))
     }
 
     /// Whether `piece` may be uploaded now; records the upload if so.
@@ -63,7 +83,8 @@ impl Holding {
         let Ok(mut spread) = spread.lock() else {
             return true;
         };
-        if !spread.allows(piece) {
+        let downloaders = self.serving.load(Ordering::Relaxed);
+        if !spread.allows(piece, downloaders, Instant::now()) {
             return false;
         }
         spread.sent(piece);

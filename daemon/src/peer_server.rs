@@ -81,6 +81,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, daemon: &Daemon) -> Res
         }
     };
     tracing::debug!(%peer, user = %hello.grant.user, file = %holding.meta.name, "serving peer");
+    let _serving = holding.serving();
     let mut haves = holding.subscribe();
     framed
         .send(PeerFrame::Welcome(

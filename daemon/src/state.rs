@@ -96,6 +96,32 @@ pub struct DownloadRecord {
     pub banned: Vec<p2p_proto::control::BannedPeer>,
 }
 
+/// A download's verified pieces, with the size and mtime its part file had when they were
+/// committed: a restart trusts the bits only if the part file still has both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBitmap {
+    /// The wire-format bitfield, hex.
+    pub bits: String,
+    pub part_size: u64,
+    pub part_mtime_ns: i128,
+}
+
+impl StoredBitmap {
+    pub fn new(bits: &p2p_proto::bitfield::Bitfield, stat: (u64, i128)) -> Self {
+        Self {
+            bits: hex::encode(bits.as_bytes()),
+            part_size: stat.0,
+            part_mtime_ns: stat.1,
+        }
+    }
+
+    /// The bitfield, if it decodes for `pieces` pieces.
+    pub fn bitfield(&self, pieces: usize) -> Option<p2p_proto::bitfield::Bitfield> {
+        let raw = hex::decode(&self.bits).ok()?;
+        p2p_proto::bitfield::Bitfield::from_bytes(&raw, pieces)
+    }
+}
+
 /// The key of a share or download.
 pub fn file_key(user: &str, group: &str, name: &str) -> String {
     format!("{user}/{group}/{name}")
@@ -245,18 +271,14 @@ impl StateDb {
     }
 
     /// The stored bitfield of a download (`None` when none was stored yet).
-    pub fn bitmap(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = txn.open_table(BITMAPS).map_err(|e| self.err(e))?;
-        Ok(table
-            .get(key)
-            .map_err(|e| self.err(e))?
-            .map(|raw| raw.value().to_vec()))
+    pub fn bitmap(&self, key: &str) -> Result<Option<StoredBitmap>, StateError> {
+        self.get(BITMAPS, key)
     }
 
     /// Commits a download's verified pieces. Call only after the pieces' data is on disk.
-    pub fn put_bitmap(&self, key: &str, bits: &[u8]) -> Result<(), StateError> {
-        self.put(BITMAPS, key, Some(bits))
+    pub fn put_bitmap(&self, key: &str, bitmap: &StoredBitmap) -> Result<(), StateError> {
+        let raw = serde_json::to_vec(bitmap).unwrap_or_default();
+        self.put(BITMAPS, key, Some(&raw))
     }
 
     pub fn meta_value(&self, name: &str) -> Result<Option<String>, StateError> {

@@ -83,6 +83,7 @@ impl TrackerClient {
         let mut failures: Vec<String> = Vec::new();
         let mut timed_out: HashSet<SocketAddr> = HashSet::new();
         let mut redirect: Option<SocketAddr> = None;
+        let mut redirects = 0u32;
         loop {
             let mut order = self.order(redirect.take());
             // A tracker that timed out is tried again only when no other one is left.
@@ -100,8 +101,10 @@ impl TrackerClient {
                     }
                     Attempt::Redirect(to, msg) => {
                         failures.push(format!("{addr}: {msg}"));
-                        if let Some(to) = to.filter(|t| *t != addr) {
+                        // Follow a redirect only to a tracker of our own list.
+                        if let Some(to) = to.filter(|t| *t != addr && self.trackers.contains(t)) {
                             redirect = Some(to);
+                            redirects += 1;
                             break;
                         }
                     }
@@ -115,7 +118,9 @@ impl TrackerClient {
             if Instant::now() + ROUND_PAUSE >= deadline {
                 break;
             }
-            if redirect.is_none() {
+            // The first redirect is followed at once; trackers that keep redirecting (they
+            // disagree about who is primary, for a moment) are retried at the normal pace.
+            if redirect.is_none() || redirects > 1 {
                 tokio::time::sleep(ROUND_PAUSE).await;
             }
         }

@@ -1,14 +1,20 @@
 //! Which pieces of a complete file a seeder hands out, so that simultaneous downloaders feed
 //! each other instead of each taking a whole copy from the seeder.
 //!
-//! Each piece may go out at most `max(FLOOR, level + 1)` times, where `level` is the fewest
-//! copies any piece has had. While some pieces have not gone out twice, a request for a piece
-//! that already has is refused (REJECT): the downloader takes it from a peer that got it, and
-//! asks the seeder for a rarer one. Once every piece has gone out twice the limit rises, so a
-//! lone downloader is never starved, only steered. Pure logic, unit-tested.
+//! Steering applies only while at least two downloaders are connected. Each piece may then go
+//! out at most `max(FLOOR, level + 1)` times, where `level` is the fewest copies any piece has
+//! had. While some pieces have not gone out twice, a request for a piece that already has is
+//! refused (REJECT): the downloader takes it from a peer that got it, and asks the seeder for a
+//! rarer one. Once every piece has gone out twice the limit rises. Counts start over every
+//! [`WINDOW`], so pieces that nobody asks for any more (everyone has them) cannot hold the
+//! limit down for long: a downloader is steered, never starved. Pure logic, unit-tested.
+
+use std::time::{Duration, Instant};
 
 /// Copies of every piece a seeder hands out before it starts steering.
 const FLOOR: u32 = 2;
+/// How long upload counts are kept before they start over.
+pub const WINDOW: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 pub struct UploadSpread {
@@ -16,22 +22,28 @@ pub struct UploadSpread {
     /// The fewest copies any piece has had, and how many pieces have exactly that many.
     level: u32,
     at_level: usize,
+    since: Instant,
 }
 
 impl UploadSpread {
-    pub fn new(pieces: usize) -> Self {
+    pub fn new(pieces: usize, now: Instant) -> Self {
         Self {
             sent: vec![0; pieces],
             level: 0,
             at_level: pieces,
+            since: now,
         }
     }
 
-    /// Whether `piece` may be sent now.
-    pub fn allows(&self, piece: usize) -> bool {
-        self.sent
-            .get(piece)
-            .is_some_and(|&s| s < FLOOR.max(self.level + 1))
+    /// Whether `piece` may be sent now to one of `downloaders` connected peers.
+    pub fn allows(&mut self, piece: usize, downloaders: usize, now: Instant) -> bool {
+        if now.saturating_duration_since(self.since) >= WINDOW {
+            *self = Self::new(self.sent.len(), now);
+        }
+        let Some(&sent) = self.sent.get(piece) else {
+            return false;
+        };
+        downloaders < 2 || sent < FLOOR.max(self.level + 1)
     }
 
     /// Records that `piece` was sent.
@@ -57,36 +69,49 @@ mod tests {
 
     #[test]
     fn each_piece_goes_out_twice_before_any_goes_out_three_times() {
-        let mut s = UploadSpread::new(3);
+        let now = Instant::now();
+        let mut s = UploadSpread::new(3, now);
         for _ in 0..2 {
-            assert!(s.allows(0));
+            assert!(s.allows(0, 8, now));
             s.sent(0);
         }
-        assert!(
-            !s.allows(0),
-            "piece 0 went out twice while others never did"
-        );
-        assert!(s.allows(1));
+        assert!(!s.allows(0, 8, now), "piece 0 went out twice, others never");
+        assert!(s.allows(1, 8, now));
         for p in [1, 1, 2, 2] {
             s.sent(p);
         }
-        assert!(s.allows(0), "every piece went out twice: the limit rises");
-        assert!(!s.allows(3), "out of range");
+        assert!(
+            s.allows(0, 8, now),
+            "every piece went out twice: the limit rises"
+        );
+        assert!(!s.allows(3, 8, now), "out of range");
     }
 
     #[test]
     fn a_lone_downloader_is_never_refused() {
-        let mut s = UploadSpread::new(4);
-        for p in 0..4 {
-            assert!(s.allows(p));
+        let now = Instant::now();
+        let mut s = UploadSpread::new(4, now);
+        for _ in 0..3 {
+            for p in 0..4 {
+                assert!(s.allows(p, 1, now));
+                s.sent(p);
+            }
+        }
+        assert!(s.allows(0, 1, now));
+    }
+
+    #[test]
+    fn counts_start_over_so_unwanted_pieces_cannot_block_the_rest() {
+        let now = Instant::now();
+        let mut s = UploadSpread::new(2, now);
+        // Piece 1 went out once and nobody wants it again; piece 0 went out twice.
+        for p in [0, 0, 1] {
             s.sent(p);
         }
-        for p in 0..4 {
-            assert!(s.allows(p), "a second full copy is allowed");
-            s.sent(p);
-        }
-        for p in 0..4 {
-            assert!(s.allows(p), "and a third");
-        }
+        assert!(!s.allows(0, 2, now), "steered while counts are fresh");
+        assert!(
+            s.allows(0, 2, now + WINDOW),
+            "allowed once the window has passed"
+        );
     }
 }

@@ -162,6 +162,119 @@ impl Cluster {
         daemon
     }
 
+    /// SIGKILL tracker `no` (no clean shutdown) and reap it.
+    pub fn kill9_tracker(&mut self, no: usize) {
+        self.tracker(no).kill9();
+    }
+
+    /// Freezes tracker `no` with SIGSTOP: it keeps its port (the kernel still accepts
+    /// connections) but answers nothing.
+    pub fn freeze_tracker(&mut self, no: usize) {
+        self.tracker(no).send_signal(Signal::SIGSTOP);
+    }
+
+    /// Continues a tracker frozen by [`freeze_tracker`](Self::freeze_tracker).
+    pub fn thaw_tracker(&mut self, no: usize) {
+        self.tracker(no).send_signal(Signal::SIGCONT);
+    }
+
+    /// The `status` line of tracker `no`, parsed.
+    #[track_caller]
+    pub fn tracker_status(&mut self, no: usize) -> TrackerStatus {
+        self.tracker(no).status()
+    }
+
+    /// Polls `status` of tracker `no` until `ok` holds, for at most `timeout`; returns it.
+    #[track_caller]
+    pub fn wait_tracker_status(
+        &mut self,
+        no: usize,
+        what: &str,
+        timeout: Duration,
+        ok: impl Fn(&TrackerStatus) -> bool,
+    ) -> TrackerStatus {
+        let tracker = self.tracker(no);
+        let deadline = std::time::Instant::now() + timeout;
+        let mut last;
+        loop {
+            assert!(
+                tracker.is_running(),
+                "tracker {no} exited while waiting for {what}; stderr:\n{}",
+                tracker.stderr_tail(40)
+            );
+            match tracker.try_status(READY_TIMEOUT) {
+                Ok(status) if ok(&status) => return status,
+                Ok(status) => last = status.line,
+                Err(e) => last = e,
+            }
+            if std::time::Instant::now() >= deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for tracker {no}: {what}; last status: \
+                     {last}\n--- tracker {no} stderr (tail) ---\n{}",
+                    tracker.stderr_tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Polls both trackers' `status` until `standby` follows `primary` and holds everything
+    /// it has: standby `role=standby ... (following the primary)`, primary `role=primary ...
+    /// (standby attached, acknowledged N, lag 0)`, equal `last_seq` and epoch. Returns
+    /// (primary, standby) status.
+    #[track_caller]
+    pub fn wait_caught_up(
+        &mut self,
+        primary: usize,
+        standby: usize,
+        timeout: Duration,
+    ) -> (TrackerStatus, TrackerStatus) {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut last;
+        loop {
+            for no in [primary, standby] {
+                let tracker = self.tracker(no);
+                assert!(
+                    tracker.is_running(),
+                    "tracker {no} exited while waiting for tracker {standby} to catch up; \
+                     stderr:\n{}",
+                    tracker.stderr_tail(40)
+                );
+            }
+            let p = self.tracker(primary).try_status(READY_TIMEOUT);
+            let s = self.tracker(standby).try_status(READY_TIMEOUT);
+            match (p, s) {
+                (Ok(p), Ok(s))
+                    if p.is_primary()
+                        && p.detail.contains("standby attached")
+                        && p.detail.contains("lag 0")
+                        && s.is_following()
+                        && p.last_seq == s.last_seq
+                        && p.epoch == s.epoch =>
+                {
+                    return (p, s);
+                }
+                (p, s) => {
+                    last = format!(
+                        "tracker {primary}: {}; tracker {standby}: {}",
+                        p.map(|x| x.line).unwrap_or_else(|e| e),
+                        s.map(|x| x.line).unwrap_or_else(|e| e)
+                    )
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for tracker {standby} to follow tracker \
+                     {primary} and catch up; last: {last}\n--- tracker {primary} stderr (tail) \
+                     ---\n{}\n--- tracker {standby} stderr (tail) ---\n{}",
+                    self.tracker(primary).stderr_tail(30),
+                    self.tracker(standby).stderr_tail(30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Panics if a log of any process of this cluster reports a panic.
     pub fn assert_no_panics(&self) {
         let mut logs = Vec::new();
@@ -253,6 +366,7 @@ pub struct Tracker {
     child: Child,
     stdin: Option<ChildStdin>,
     stderr_path: PathBuf,
+    stdout_path: PathBuf,
 }
 
 impl Tracker {
@@ -282,6 +396,7 @@ impl Tracker {
             child,
             stdin,
             stderr_path,
+            stdout_path,
         }
     }
 
@@ -350,6 +465,73 @@ impl Tracker {
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(&self.stderr_path).unwrap_or_default()).into_owned()
     }
+
+    /// What it wrote on stdout so far (the answers to `status`).
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.stdout_path).unwrap_or_default()).into_owned()
+    }
+
+    /// The tail of its stderr, for failure messages.
+    pub fn stderr_tail(&self, lines: usize) -> String {
+        tail(&self.stderr_path, lines)
+    }
+
+    /// Sends `signal` without waiting for anything (SIGSTOP, SIGCONT, ...).
+    pub fn send_signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal)
+            .unwrap_or_else(|e| panic!("cannot send {signal} to tracker {}: {e}", self.no));
+    }
+
+    /// SIGKILL, then reap it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        self.child.wait().expect("cannot reap trackerd");
+    }
+
+    /// Writes `status` on its stdin and returns the line it prints on stdout, parsed; `Err`
+    /// if it cannot be asked or does not answer within `timeout` (e.g. it is stopped).
+    pub fn try_status(&mut self, timeout: Duration) -> Result<TrackerStatus, String> {
+        let no = self.no;
+        let before = std::fs::metadata(&self.stdout_path).map_or(0, |m| m.len()) as usize;
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| format!("tracker {no} was started without a piped stdin"))?;
+        stdin
+            .write_all(b"status\n")
+            .and_then(|_| stdin.flush())
+            .map_err(|e| format!("cannot write `status` to tracker {no}: {e}"))?;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let bytes = std::fs::read(&self.stdout_path).unwrap_or_default();
+            let new = String::from_utf8_lossy(bytes.get(before..).unwrap_or_default()).into_owned();
+            // Only whole lines: the last one may still be being written.
+            if let Some(line) = new
+                .split_inclusive('\n')
+                .filter(|l| l.ends_with('\n'))
+                .map(str::trim)
+                .find(|l| l.starts_with("role="))
+            {
+                return TrackerStatus::parse(line);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "tracker {no} printed no status line within {timeout:?}; stdout so far: {new:?}"
+                ));
+            }
+            std::thread::sleep(crate::process::POLL_INTERVAL);
+        }
+    }
+
+    /// Like [`try_status`](Self::try_status), panicking when it gets no answer in
+    /// [`READY_TIMEOUT`].
+    #[track_caller]
+    pub fn status(&mut self) -> TrackerStatus {
+        match self.try_status(READY_TIMEOUT) {
+            Ok(status) => status,
+            Err(e) => panic!("{e}; stderr:\n{}", tail(&self.stderr_path, 40)),
+        }
+    }
 }
 
 impl Drop for Tracker {
@@ -363,5 +545,70 @@ impl Drop for Tracker {
                 tail(&self.stderr_path, 40)
             );
         }
+    }
+}
+
+/// One `status` line of a tracker, e.g. `role=primary epoch=0 leader=1 last_seq=12 (standby
+/// attached, acknowledged 12, lag 0)` or `role=standby epoch=0 leader=1 last_seq=12 (following
+/// the primary)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackerStatus {
+    pub role: String,
+    pub epoch: u64,
+    pub leader: u64,
+    pub last_seq: u64,
+    /// What the parentheses say about replication.
+    pub detail: String,
+    /// The whole line.
+    pub line: String,
+}
+
+impl TrackerStatus {
+    pub fn parse(line: &str) -> Result<Self, String> {
+        let line = line.trim();
+        let (fields, detail) = match line.split_once('(') {
+            Some((f, d)) => (f, d.trim_end_matches(')').trim()),
+            None => (line, ""),
+        };
+        let mut role = None;
+        let mut numbers = [None; 3];
+        for word in fields.split_whitespace() {
+            let Some((key, value)) = word.split_once('=') else {
+                continue;
+            };
+            let slot = match key {
+                "role" => {
+                    role = Some(value.to_string());
+                    continue;
+                }
+                "epoch" => 0,
+                "leader" => 1,
+                "last_seq" => 2,
+                _ => continue,
+            };
+            numbers[slot] = Some(
+                value
+                    .parse::<u64>()
+                    .map_err(|e| format!("bad {key} in status line {line:?}: {e}"))?,
+            );
+        }
+        let missing = |what: &str| format!("status line without {what}: {line:?}");
+        Ok(Self {
+            role: role.ok_or_else(|| missing("role"))?,
+            epoch: numbers[0].ok_or_else(|| missing("epoch"))?,
+            leader: numbers[1].ok_or_else(|| missing("leader"))?,
+            last_seq: numbers[2].ok_or_else(|| missing("last_seq"))?,
+            detail: detail.to_string(),
+            line: line.to_string(),
+        })
+    }
+
+    pub fn is_primary(&self) -> bool {
+        self.role == "primary"
+    }
+
+    /// A standby whose replication link to the primary is up.
+    pub fn is_following(&self) -> bool {
+        self.role == "standby" && self.detail.contains("following the primary")
     }
 }

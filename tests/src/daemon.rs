@@ -51,6 +51,12 @@ impl Daemon {
         self.extra_args = args.iter().map(|a| a.to_string()).collect();
     }
 
+    /// Uses `path` as the tracker_info.txt of `p2pd` and `p2pctl` from the next start on
+    /// (e.g. one that lists only one of the cluster's trackers).
+    pub fn set_tracker_info(&mut self, path: &Path) {
+        self.tracker_info = path.to_path_buf();
+    }
+
     /// Sets an environment variable of `p2pd` from the next start on.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.extra_env.retain(|(k, _)| k != key);

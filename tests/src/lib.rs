@@ -29,7 +29,7 @@ pub use assert::{
     stdout_of,
 };
 pub use bins::{bin, bin_dir};
-pub use cluster::{Cluster, Tracker};
+pub use cluster::{Cluster, Tracker, TrackerStatus};
 pub use daemon::{Daemon, password_of};
 pub use files::{
     DOWNLOAD_TIMEOUT, PIECE_SIZE, assert_file_content, corrupt_every_piece_keep_mtime, make_group,

@@ -40,6 +40,30 @@ pub fn connect_unix(path: &std::path::Path) -> std::os::unix::net::UnixStream {
     stream
 }
 
+/// A tracker request frame: `{"v":1,"id":request_id(n),"session":..,"call":call}`.
+pub fn tracker_request(n: u64, session: Option<&str>, call: Value) -> Vec<u8> {
+    let mut request = serde_json::json!({"v": 1, "id": request_id(n), "call": call});
+    if let Some(session) = session {
+        request["session"] = Value::from(session);
+    }
+    json_frame(&request)
+}
+
+/// The first frame of a cluster connection: the tracker request `cluster_hello` from tracker
+/// `from` (any JSON value, to try bad ones) with the connector's nonce.
+pub fn cluster_hello(n: u64, from: Value, nonce: &str) -> Vec<u8> {
+    tracker_request(
+        n,
+        None,
+        serde_json::json!({"op": "cluster_hello", "from": from, "nonce": nonce}),
+    )
+}
+
+/// A frame of the cluster protocol: `{"v":1,"msg":msg}`.
+pub fn cluster_frame(msg: Value) -> Vec<u8> {
+    json_frame(&serde_json::json!({"v": 1, "msg": msg}))
+}
+
 /// Reads one frame and parses it as JSON. Panics on a timeout, a close before a whole frame,
 /// or a body that is not JSON.
 pub fn read_json_frame(stream: &mut impl Read) -> Value {

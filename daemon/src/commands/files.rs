@@ -161,9 +161,10 @@ pub async fn download(
     daemon
         .with_state(move |s| {
             s.put_download(&stored)?;
+            let empty = p2p_proto::bitfield::Bitfield::new(pieces);
             s.put_bitmap(
                 &bitmap_key,
-                p2p_proto::bitfield::Bitfield::new(pieces).as_bytes(),
+                &crate::state::StoredBitmap::new(&empty, (0, 0)),
             )?;
             Ok(())
         })

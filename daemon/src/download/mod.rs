@@ -42,6 +42,8 @@ pub struct Download {
     /// Wakes the whole-file hasher: the verified prefix may have grown.
     pub hash_wake: Notify,
     pub verify_slots: Arc<Semaphore>,
+    /// Pieces the stored bitmap claims but that must be re-hashed first (the part file changed).
+    pub recheck: Mutex<Option<Bitfield>>,
 }
 
 /// What `show_downloads` reports of a live download.
@@ -186,15 +188,21 @@ pub fn start(daemon: &Arc<Daemon>, record: DownloadRecord, fresh: bool) -> Resul
     let n = record.meta.pieces.len();
     let (storage, trusted) = Storage::open(&record.part_path, record.meta.size, fresh)
         .map_err(|e| ErrorReply::internal(e.to_string()))?;
-    // Trust the stored bitmap only if the part file is still the one it describes.
+    // Trust the stored bitmap only if the part file is still the one it describes (same size
+    // and mtime); otherwise its pieces are re-hashed before the download goes on.
     let stored = if trusted {
         daemon.state.bitmap(&key)?
     } else {
         None
     };
-    let done = stored
-        .and_then(|bits| Bitfield::from_bytes(&bits, n))
-        .unwrap_or_else(|| Bitfield::new(n));
+    let current = crate::hashing::size_and_mtime(&record.part_path).ok();
+    let (done, recheck) = match stored {
+        Some(s) if current == Some((s.part_size, s.part_mtime_ns)) => {
+            (s.bitfield(n).unwrap_or_else(|| Bitfield::new(n)), None)
+        }
+        Some(s) => (Bitfield::new(n), s.bitfield(n).filter(|b| b.count() > 0)),
+        None => (Bitfield::new(n), None),
+    };
     let holding = Arc::new(Holding::new(
         record.group.clone(),
         Arc::new(record.meta.clone()),
@@ -221,6 +229,7 @@ pub fn start(daemon: &Arc<Daemon>, record: DownloadRecord, fresh: bool) -> Resul
         events: Notify::new(),
         hash_wake: Notify::new(),
         verify_slots: Arc::new(Semaphore::new(VERIFY_SLOTS)),
+        recheck: Mutex::new(recheck),
         record,
     });
     daemon.holdings.insert(holding);
@@ -251,7 +260,7 @@ pub fn list(daemon: &Daemon, user: &str) -> Result<Vec<DownloadInfo>, ErrorReply
             _ => daemon
                 .state
                 .bitmap(&key)?
-                .and_then(|b| Bitfield::from_bytes(&b, n as usize))
+                .and_then(|b| b.bitfield(n as usize))
                 .map_or(0, |b| b.count() as u64),
         };
         let bytes_done = if done == n {

@@ -179,7 +179,7 @@ async fn exchange(
                     )));
                 }
                 daemon.download_limit.acquire(data.len() as u64).await;
-                verify_and_store(dl, piece, data, bad_piece.clone()).await;
+                verify_and_store(daemon, dl, piece, data, bad_piece.clone()).await;
             }
             PeerFrame::Have(index) => {
                 let piece = index as usize;
@@ -215,6 +215,7 @@ async fn exchange(
 /// Checks a piece against its hash and writes it, in a task of its own so the connection keeps
 /// reading. A bad piece cancels `bad_piece`, which ends (and bans) the connection.
 async fn verify_and_store(
+    daemon: &Arc<Daemon>,
     dl: &Arc<Download>,
     piece: usize,
     data: Bytes,
@@ -224,6 +225,7 @@ async fn verify_and_store(
         return;
     };
     let dl = Arc::clone(dl);
+    let daemon = Arc::clone(daemon);
     tokio::spawn(async move {
         let expected = dl.record.meta.pieces[piece].clone();
         let (ok, data) = match tokio::task::spawn_blocking(move || {
@@ -262,7 +264,10 @@ async fn verify_and_store(
             .map(|mut p| p.complete(piece))
             .unwrap_or(false);
         if first {
-            dl.holding.add_piece(piece);
+            // Our first piece makes us a source: tell the tracker now, not at the next round.
+            if dl.holding.add_piece(piece) == 1 {
+                daemon.announce_now.notify_one();
+            }
             dl.piece_verified(len);
         }
         drop(permit);

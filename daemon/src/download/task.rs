@@ -6,7 +6,7 @@ use super::Download;
 use super::peer::{self, PeerEnd};
 use crate::daemon::Daemon;
 use crate::hashing::whole_file_sha1;
-use crate::state::{ShareRecord, StoredState};
+use crate::state::{ShareRecord, StoredBitmap, StoredState};
 use p2p_proto::ErrorKind;
 use p2p_proto::control::DownloadState;
 use p2p_proto::tracker::{TrackerCall, TrackerReply};
@@ -25,6 +25,7 @@ const REFRESH_WAITING: Duration = Duration::from_secs(1);
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 pub async fn run(daemon: Arc<Daemon>, dl: Arc<Download>) {
+    recheck(&dl).await;
     let mut whole = Some(tokio::spawn(super::whole_hash::run(Arc::clone(&dl))));
     let mut peers: JoinSet<(String, Result<(), PeerEnd>)> = JoinSet::new();
     let mut connected: HashSet<String> = HashSet::new();
@@ -99,6 +100,45 @@ pub async fn run(daemon: Arc<Daemon>, dl: Arc<Download>) {
     }
 }
 
+/// Re-hashes the pieces a stored bitmap claims when the part file changed since it was
+/// committed, keeping only those that still match.
+async fn recheck(dl: &Arc<Download>) {
+    let Some(claimed) = dl.recheck.lock().ok().and_then(|mut r| r.take()) else {
+        return;
+    };
+    if let Ok(mut p) = dl.progress.lock() {
+        p.detail = Some(format!(
+            "checking {} pieces already on disk",
+            claimed.count()
+        ));
+    }
+    let file = dl.storage.file();
+    let meta = Arc::clone(&dl.holding.meta);
+    let good = tokio::task::spawn_blocking(move || {
+        use sha1::{Digest, Sha1};
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; p2p_proto::files::PIECE_SIZE as usize];
+        claimed
+            .iter_set()
+            .filter(|&piece| {
+                let len = meta.piece_len(piece) as usize;
+                let offset = piece as u64 * p2p_proto::files::PIECE_SIZE;
+                file.read_exact_at(&mut buf[..len], offset).is_ok()
+                    && hex::encode(Sha1::digest(&buf[..len])) == meta.pieces[piece]
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    tracing::info!(download = %dl.key, good = good.len(), "re-checked pieces of a changed part file");
+    for piece in good {
+        if dl.picker.lock().is_ok_and(|mut p| p.complete(piece)) {
+            dl.holding.add_piece(piece);
+            dl.piece_verified(0);
+        }
+    }
+}
+
 /// Asks the tracker who has the file and connects to the peers not yet connected.
 async fn refresh(
     daemon: &Arc<Daemon>,
@@ -160,9 +200,10 @@ async fn flush_pieces(daemon: &Daemon, dl: &Download) -> Result<(), String> {
     }
     let snapshot = dl.holding.bitfield();
     dl.storage.sync().await.map_err(|e| e.to_string())?;
+    let stat = crate::hashing::size_and_mtime(&dl.storage.path).map_err(|e| e.to_string())?;
     let key = dl.key.clone();
     daemon
-        .with_state(move |s| Ok(s.put_bitmap(&key, snapshot.as_bytes())?))
+        .with_state(move |s| Ok(s.put_bitmap(&key, &StoredBitmap::new(&snapshot, stat))?))
         .await
         .map_err(|e| e.message)
 }
@@ -208,11 +249,11 @@ async fn finish(daemon: &Arc<Daemon>, dl: &Arc<Download>, digest: Result<String,
     if let Err(e) = dl.storage.sync().await {
         tracing::error!(download = %dl.key, error = %e, "cannot sync finished download");
     }
-    let bitmap = dl.holding.bitfield();
+    let bitmap = StoredBitmap::new(&dl.holding.bitfield(), (size, mtime_ns));
     let key = dl.key.clone();
     let saved = daemon
         .with_state(move |s| {
-            s.put_bitmap(&key, bitmap.as_bytes())?;
+            s.put_bitmap(&key, &bitmap)?;
             s.put_download(&record)?;
             s.put_share(&share)?;
             Ok(())

@@ -1,17 +1,16 @@
-//! Hashing a file for `upload_file`: the SHA-1 of every piece and of the whole file in one
-//! read, on two cores. The calling thread reads each piece and hashes it; a second thread
-//! folds the same buffers into the whole-file hash. A bounded channel keeps at most a few
-//! pieces in memory.
+//! Hashing a file for `upload_file`: the SHA-1 of every piece and of the whole file, on two
+//! cores. Two threads each read the file with positional reads on the same open file: one
+//! hashes the pieces, the other the whole file. They run side by side at the same pace, so
+//! the disk is read once and the second reader finds the first one's pages in the cache.
+//! (Passing one thread's buffers to the other costs more than the second memory copy: the
+//! data then crosses between the cores' caches.) Each thread holds one piece-sized buffer.
 
 use p2p_proto::files::{FileMeta, PIECE_SIZE};
 use sha1::{Digest, Sha1};
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::mpsc::sync_channel;
-
-/// Pieces queued for the whole-file hasher at most.
-const QUEUE: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
@@ -47,55 +46,24 @@ pub fn hash_file(path: &Path, name: &str) -> Result<Hashed, HashError> {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = File::open(path).map_err(read_err)?;
+    let file = File::open(path).map_err(read_err)?;
     let (size, mtime_ns) = size_and_mtime(path).map_err(read_err)?;
-    // Buffers circulate: the reader fills one, hashes it as a piece and hands it to the
-    // whole-file hasher, which gives it back. No piece-sized allocation per piece.
-    let (full_tx, full_rx) = sync_channel::<(Vec<u8>, usize)>(QUEUE);
-    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(QUEUE + 2);
-    for _ in 0..QUEUE + 2 {
-        let _ = free_tx.send(vec![0u8; PIECE_SIZE as usize]);
-    }
-    let whole = std::thread::spawn(move || {
+    let second = file.try_clone().map_err(read_err)?;
+    let whole = std::thread::spawn(move || -> std::io::Result<(String, u64)> {
         let mut hasher = Sha1::new();
-        for (buf, len) in full_rx {
-            hasher.update(&buf[..len]);
-            let _ = free_tx.send(buf);
-        }
-        hex::encode(hasher.finalize())
+        let total = for_each_piece(&second, |piece| hasher.update(piece))?;
+        Ok((hex::encode(hasher.finalize()), total))
     });
     let mut pieces = Vec::with_capacity(FileMeta::piece_count(size));
-    let mut total = 0u64;
-    let mut failure = None;
-    while let Ok(mut buf) = free_rx.recv() {
-        let len = match read_piece(&mut file, &mut buf) {
-            Ok(len) => len,
-            Err(e) => {
-                failure = Some(read_err(e));
-                break;
-            }
-        };
-        if len == 0 {
-            break;
-        }
-        total += len as u64;
-        pieces.push(hex::encode(Sha1::digest(&buf[..len])));
-        if full_tx.send((buf, len)).is_err() || (len as u64) < PIECE_SIZE {
-            break;
-        }
-    }
-    drop(full_tx);
-    let sha1 = whole.join().map_err(|_| HashError::Changed {
+    let piece_total = for_each_piece(&file, |piece| pieces.push(hex::encode(Sha1::digest(piece))));
+    let changed = || HashError::Changed {
         path: path.to_path_buf(),
-    })?;
-    if let Some(e) = failure {
-        return Err(e);
-    }
+    };
+    let (sha1, whole_total) = whole.join().map_err(|_| changed())?.map_err(read_err)?;
+    let piece_total = piece_total.map_err(read_err)?;
     let after = size_and_mtime(path).map_err(read_err)?;
-    if total != size || after != (size, mtime_ns) {
-        return Err(HashError::Changed {
-            path: path.to_path_buf(),
-        });
+    if piece_total != size || whole_total != size || after != (size, mtime_ns) {
+        return Err(changed());
     }
     Ok(Hashed {
         meta: FileMeta {
@@ -108,18 +76,30 @@ pub fn hash_file(path: &Path, name: &str) -> Result<Hashed, HashError> {
     })
 }
 
-/// Fills `buf` (one piece long) from `file`; returns how much was read (less at the end).
-fn read_piece(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+/// Reads `file` piece by piece with positional reads, calling `each` on every piece; returns
+/// the number of bytes read.
+fn for_each_piece(file: &File, mut each: impl FnMut(&[u8])) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; PIECE_SIZE as usize];
+    let mut offset = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read_at(&mut buf[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            return Ok(offset);
+        }
+        each(&buf[..filled]);
+        offset += filled as u64;
+        if filled < buf.len() {
+            return Ok(offset);
         }
     }
-    Ok(filled)
 }
 
 /// The SHA-1 of the whole file at `path`, read sequentially.

@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 /// Copies of every piece a seeder hands out before it starts steering.
-const FLOOR: u32 = 2;
+const FLOOR: u32 = 1;
 /// How long upload counts are kept before they start over.
 pub const WINDOW: Duration = Duration::from_secs(5);
 

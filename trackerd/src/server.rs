@@ -126,9 +126,8 @@ async fn answer(
     peer: SocketAddr,
     request: TrackerRequest,
 ) -> Result<TrackerReply, ErrorReply> {
-    if !matches!(request.call, TrackerCall::Ping) {
-        cluster.gate().await?;
-    }
+    // Pings too: a standby redirects them, so a client's liveness check finds the primary.
+    cluster.gate().await?;
     let writes = is_write(&request.call);
     let reply = dispatch(ctx, peer, request).await?;
     if writes {

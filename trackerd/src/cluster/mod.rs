@@ -189,10 +189,13 @@ impl Cluster {
         Ok(())
     }
 
-    fn follower_connected(&self) -> u64 {
+    /// Registers a new follower, whose log ends at `last_seq`; returns its generation.
+    fn follower_connected(&self, last_seq: u64) -> u64 {
         let mut st = self.state();
         st.next_generation += 1;
         st.follower = Some(st.next_generation);
+        // Acknowledgements count from what this follower holds, not from an earlier one.
+        self.acked.send_replace(last_seq);
         st.next_generation
     }
 

@@ -17,7 +17,7 @@ pub const FOLLOWER_TIMEOUT: Duration = Duration::from_secs(2);
 const BATCH: usize = 256;
 
 pub async fn serve_follower(cluster: &Cluster, mut link: Link, peer: SocketAddr, theirs: Position) {
-    let generation = cluster.follower_connected();
+    let generation = cluster.follower_connected(theirs.last_seq);
     tracing::info!(%peer, last_seq = theirs.last_seq, "standby connected");
     let result = stream(cluster, &mut link, theirs, generation).await;
     cluster.follower_gone(generation);

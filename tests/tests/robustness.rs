@@ -10,9 +10,9 @@ use serde_json::json;
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr};
 
-#[track_caller]
 /// The tracker answers a ping: the primary with a pong, the standby with a redirect to the
 /// primary (so a client's liveness check finds the tracker that serves).
+#[track_caller]
 fn assert_pong(addr: SocketAddr, tracker_no: u64) {
     let mut s = connect_tcp(addr);
     let id = request_id(tracker_no);

@@ -10,6 +10,7 @@ use trackerd::{Config, Tracker};
 fn main() -> ExitCode {
     let args = Args::parse();
     p2p_proto::logging::init("info");
+    ignore_background_reads();
     let data_dir = args.data_dir.clone().unwrap_or_else(|| {
         std::env::var_os("STATE_DIRECTORY")
             .map(PathBuf::from)
@@ -49,5 +50,17 @@ fn main() -> ExitCode {
 async fn stop_on_signal(shutdown: CancellationToken) {
     if p2p_proto::signals::terminated().await {
         shutdown.cancel();
+    }
+}
+
+/// A tracker started in the background of an interactive shell (`trackerd … &`) must keep
+/// running: reading the terminal would stop it with SIGTTIN. With the signal ignored the read
+/// fails instead, and only the stdin commands are lost.
+fn ignore_background_reads() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: installing SIG_IGN runs no code in signal context; it is done before any thread
+    // that could read stdin starts.
+    if let Err(e) = unsafe { signal(Signal::SIGTTIN, SigHandler::SigIgn) } {
+        tracing::warn!(error = %e, "cannot ignore SIGTTIN");
     }
 }

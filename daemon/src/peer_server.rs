@@ -22,6 +22,8 @@ use tokio_util::task::TaskTracker;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A downloader that sends nothing (not even a keep-alive) for this long is dropped.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// A peer that takes longer than this to accept one frame (it stopped reading) is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most peers served at once.
 const MAX_PEERS: usize = 256;
 
@@ -64,19 +66,19 @@ async fn connection(stream: TcpStream, peer: SocketAddr, daemon: &Daemon) -> Res
         Err(_) => return Err("no handshake".into()),
         Ok(None) => return Ok(()),
         Ok(Some(Err(e))) => {
-            let _ = framed.send(PeerFrame::Error(e.to_string())).await;
+            let _ = send(&mut framed, PeerFrame::Error(e.to_string())).await;
             return Err(e.to_string());
         }
         Ok(Some(Ok(PeerFrame::Hello(hello)))) => hello,
         Ok(Some(Ok(_))) => {
-            let _ = framed.send(PeerFrame::Error("expected HELLO".into())).await;
+            let _ = send(&mut framed, PeerFrame::Error("expected HELLO".into())).await;
             return Err("first frame was not HELLO".into());
         }
     };
     let holding = match admit(daemon, &hello).await {
         Ok(h) => h,
         Err(reason) => {
-            let _ = framed.send(PeerFrame::Error(reason.clone())).await;
+            let _ = send(&mut framed, PeerFrame::Error(reason.clone())).await;
             return Err(format!("refused: {reason}"));
         }
     };
@@ -96,7 +98,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, daemon: &Daemon) -> Res
         tokio::select! {
             _ = daemon.shutdown.cancelled() => return Ok(()),
             have = haves.recv() => match have {
-                Ok(piece) => framed.send(PeerFrame::Have(piece)).await.map_err(|e| e.to_string())?,
+                Ok(piece) => send(&mut framed, PeerFrame::Have(piece)).await?,
                 // Lagged: the peer can live without some HAVEs; closed: the holding is gone.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
@@ -106,7 +108,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, daemon: &Daemon) -> Res
                     Err(_) => return Err("idle".into()),
                     Ok(None) => return Ok(()),
                     Ok(Some(Err(e))) => {
-                        let _ = framed.send(PeerFrame::Error(e.to_string())).await;
+                        let _ = send(&mut framed, PeerFrame::Error(e.to_string())).await;
                         return Err(e.to_string());
                     }
                     Ok(Some(Ok(frame))) => frame,
@@ -115,25 +117,38 @@ async fn connection(stream: TcpStream, peer: SocketAddr, daemon: &Daemon) -> Res
                     PeerFrame::Request(index) => {
                         let piece = index as usize;
                         if !holding.has(piece) || !holding.take_upload(piece) {
-                            framed.send(PeerFrame::Reject(index)).await.map_err(|e| e.to_string())?;
+                            send(&mut framed, PeerFrame::Reject(index)).await?;
                             continue;
                         }
                         let len = holding.meta.piece_len(piece);
                         let data = read_piece(&file, piece, len).await?;
                         daemon.upload_limit.acquire(len).await;
-                        send_piece(&mut framed, index, data)
+                        tokio::time::timeout(WRITE_TIMEOUT, send_piece(&mut framed, index, data))
                             .await
+                            .map_err(|_| stalled())?
                             .map_err(|e| e.to_string())?;
                     }
                     PeerFrame::Cancel(_) | PeerFrame::KeepAlive => {}
                     _ => {
-                        let _ = framed.send(PeerFrame::Error("unexpected frame".into())).await;
+                        let _ = send(&mut framed, PeerFrame::Error("unexpected frame".into())).await;
                         return Err("unexpected frame".into());
                     }
                 }
             }
         }
     }
+}
+
+/// Sends one frame, giving up on a peer that stopped reading.
+async fn send(framed: &mut Framed<TcpStream, PeerCodec>, frame: PeerFrame) -> Result<(), String> {
+    tokio::time::timeout(WRITE_TIMEOUT, framed.send(frame))
+        .await
+        .map_err(|_| stalled())?
+        .map_err(|e| e.to_string())
+}
+
+fn stalled() -> String {
+    format!("peer stopped reading for {}s", WRITE_TIMEOUT.as_secs())
 }
 
 /// Checks the HELLO: we are sharing, the grant verifies for this file, and we hold it.

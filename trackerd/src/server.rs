@@ -15,6 +15,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// A client that takes longer than this to accept a reply (it stopped reading) is dropped.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Most client connections served at once; more wait in the accept queue.
 const MAX_CONNECTIONS: usize = 1024;
 
@@ -110,9 +112,17 @@ async fn connection(
         if let Err(e) = &result {
             tracing::debug!(%peer, call, kind = ?e.kind, error = %e, "request refused");
         }
-        if let Err(e) = conn.send(&TrackerResponse::new(id, result)).await {
-            tracing::debug!(%peer, error = %e, "cannot send reply");
-            break;
+        let reply = TrackerResponse::new(id, result);
+        match tokio::time::timeout(WRITE_TIMEOUT, conn.send(&reply)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "cannot send reply");
+                break;
+            }
+            Err(_) => {
+                tracing::info!(%peer, "client stopped reading; closing connection");
+                break;
+            }
         }
     }
     tracing::debug!(%peer, "client disconnected");

@@ -55,13 +55,14 @@ pub async fn run(
     let _ = stream.set_nodelay(true);
     let mut framed = Framed::new(stream, PeerCodec);
     let meta = &dl.record.meta;
-    framed
-        .send(PeerFrame::Hello(Hello {
-            v: PEER_VERSION,
-            file: meta.sha1.clone(),
-            grant,
-        }))
+    let hello = PeerFrame::Hello(Hello {
+        v: PEER_VERSION,
+        file: meta.sha1.clone(),
+        grant,
+    });
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.send(hello))
         .await
+        .map_err(|_| failed("the peer does not read"))?
         .map_err(|e| failed(e.to_string()))?;
     let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next())
         .await
@@ -124,7 +125,10 @@ async fn exchange(
             sent = true;
         }
         if sent {
-            framed.flush().await.map_err(|e| failed(e.to_string()))?;
+            tokio::time::timeout(REQUEST_TIMEOUT, framed.flush())
+                .await
+                .map_err(|_| failed("the peer stopped reading"))?
+                .map_err(|e| failed(e.to_string()))?;
         }
         if asked.is_empty() && dl.picker.lock().is_ok_and(|p| p.is_complete()) {
             return Ok(());
@@ -145,9 +149,9 @@ async fn exchange(
             Err(_) if asked.is_empty() => {
                 idle_ticks += 1;
                 if idle_ticks.is_multiple_of(KEEPALIVE_EVERY) {
-                    framed
-                        .send(PeerFrame::KeepAlive)
+                    tokio::time::timeout(REQUEST_TIMEOUT, framed.send(PeerFrame::KeepAlive))
                         .await
+                        .map_err(|_| failed("the peer stopped reading"))?
                         .map_err(|e| failed(e.to_string()))?;
                 }
                 continue;

@@ -16,6 +16,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Time the other tracker has to answer each handshake step. A frozen process (SIGSTOP)
 /// still accepts TCP connections in the kernel, so this is what detects it.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long the other tracker may take to accept one message (a snapshot chunk included).
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Receives one cluster message, with a timeout.
 pub async fn recv(link: &mut Link, limit: Duration) -> Result<ClusterMsg, String> {
@@ -26,9 +28,11 @@ pub async fn recv(link: &mut Link, limit: Duration) -> Result<ClusterMsg, String
     }
 }
 
+/// Sends one cluster message; the other tracker must accept it within [`SEND_TIMEOUT`].
 pub async fn send(link: &mut Link, msg: ClusterMsg) -> Result<(), String> {
-    link.send(&ClusterFrame::new(msg))
+    tokio::time::timeout(SEND_TIMEOUT, link.send(&ClusterFrame::new(msg)))
         .await
+        .map_err(|_| "the other tracker stopped reading".to_string())?
         .map_err(|e| e.to_string())
 }
 
@@ -54,7 +58,10 @@ pub async fn connect(
             nonce: nonce_c.clone(),
         },
     );
-    link.send(&hello).await.map_err(|e| e.to_string())?;
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, link.send(&hello))
+        .await
+        .map_err(|_| "the other tracker does not read".to_string())?
+        .map_err(|e| e.to_string())?;
     let (nonce_s, proof) = match recv(&mut link, HANDSHAKE_TIMEOUT).await? {
         ClusterMsg::Challenge { nonce, proof } => (nonce, proof),
         ClusterMsg::Refuse { reason } => return Err(format!("refused: {reason}")),

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 pub struct Holding {
     pub group: String,
@@ -31,6 +32,9 @@ pub struct Holding {
     spread: Option<Mutex<UploadSpread>>,
     /// Peer connections being served from this holding now.
     serving: AtomicUsize,
+    /// Cancelled when the holding is withdrawn (stop_share, logout, changed file): the peer
+    /// connections serving it end at once.
+    revoked: CancellationToken,
 }
 
 /// Keeps a holding's count of served connections up while it lives.
@@ -61,7 +65,13 @@ impl Holding {
             expected_stat: None,
             spread: None,
             serving: AtomicUsize::new(0),
+            revoked: CancellationToken::new(),
         }
+    }
+
+    /// Resolves when the holding is withdrawn.
+    pub async fn revoked(&self) {
+        self.revoked.cancelled().await
     }
 
     /// Makes this holding steer simultaneous downloaders to each other (for complete files).
@@ -170,18 +180,28 @@ impl Holdings {
             .iter()
             .find(|(_, h)| h.group == group && h.meta.name == name)
             .map(|(k, _)| k.clone())?;
-        map.remove(&key)
+        let removed = map.remove(&key);
+        if let Some(h) = &removed {
+            h.revoked.cancel();
+        }
+        removed
     }
 
+    /// Withdraws a holding; peers being served from it are cut off.
     pub fn remove(&self, group: &str, sha1: &str) {
-        if let Ok(mut map) = self.map.lock() {
-            map.remove(&(group.to_string(), sha1.to_string()));
+        if let Ok(mut map) = self.map.lock()
+            && let Some(h) = map.remove(&(group.to_string(), sha1.to_string()))
+        {
+            h.revoked.cancel();
         }
     }
 
+    /// Withdraws every holding (logout).
     pub fn clear(&self) {
         if let Ok(mut map) = self.map.lock() {
-            map.clear();
+            for (_, h) in map.drain() {
+                h.revoked.cancel();
+            }
         }
     }
 

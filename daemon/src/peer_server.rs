@@ -97,6 +97,10 @@ async fn connection(stream: TcpStream, peer: SocketAddr, daemon: &Daemon) -> Res
     loop {
         tokio::select! {
             _ = daemon.shutdown.cancelled() => return Ok(()),
+            _ = holding.revoked() => {
+                let _ = send(&mut framed, PeerFrame::Error("no longer shared".into())).await;
+                return Err("share withdrawn".into());
+            }
             have = haves.recv() => match have {
                 Ok(piece) => send(&mut framed, PeerFrame::Have(piece)).await?,
                 // Lagged: the peer can live without some HAVEs; closed: the holding is gone.

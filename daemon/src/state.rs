@@ -22,6 +22,11 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    #[error("cannot make {path} private (chmod 600): {source}")]
+    Chmod {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot create state directory {path}: {source}")]
     CreateDir {
         path: PathBuf,
@@ -150,6 +155,14 @@ impl StateDb {
             path: path.to_path_buf(),
             source,
         })?;
+        // The session token lives here: owner only, whatever the umask.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| StateError::Chmod {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
         let state = Self {
             db,
             path: path.to_path_buf(),

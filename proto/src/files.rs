@@ -5,8 +5,10 @@ use serde::{Deserialize, Serialize};
 /// Size of a piece: the unit of transfer and verification.
 pub const PIECE_SIZE: u64 = 512 * 1024;
 
-/// Largest file accepted (16 TiB keeps the piece count, and so the metadata, bounded).
-pub const MAX_FILE_SIZE: u64 = 16 << 40;
+/// Largest file accepted: 128 GiB is 262,144 pieces, whose hashes (about 11 MiB as JSON) fit
+/// in one tracker frame with room to spare, in every message and replication record that
+/// carries them.
+pub const MAX_FILE_SIZE: u64 = 128 << 30;
 
 /// Longest file name, in bytes.
 pub const MAX_FILE_NAME: usize = 255;

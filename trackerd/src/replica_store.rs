@@ -122,8 +122,24 @@ impl Store {
 
     /// Every row of the replicated tables, and the position they represent.
     pub fn export_snapshot(&self) -> Result<(Vec<SnapshotRow>, Position), StoreError> {
-        let position = self.position()?;
+        // Position and rows from one read transaction, so they describe the same state.
         let txn = self.db.begin_read().map_err(db_err)?;
+        let position = {
+            let meta = txn.open_table(META).map_err(db_err)?;
+            let get = |name: &str| -> Result<u64, StoreError> {
+                Ok(meta
+                    .get(name)
+                    .map_err(db_err)?
+                    .map(|g| g.value())
+                    .unwrap_or(0))
+            };
+            Position {
+                epoch: get(EPOCH)?,
+                leader: get(LEADER)?.max(1) as usize,
+                last_seq: get(LAST_SEQ)?,
+                last_epoch: get(LAST_EPOCH)?,
+            }
+        };
         let mut rows = Vec::new();
         for def in JSON_TABLES {
             let table = txn.open_table(def).map_err(db_err)?;

@@ -5,7 +5,7 @@
 
 use crate::cluster::Cluster;
 use crate::commands::{Ctx, dispatch};
-use p2p_proto::limits::{MAX_TRACKER_FRAME, TRACKER_IDLE_TIMEOUT};
+use p2p_proto::limits::{HANDSHAKE_TIMEOUT, MAX_TRACKER_FRAME, TRACKER_IDLE_TIMEOUT};
 use p2p_proto::tracker::{TrackerCall, TrackerReply, TrackerRequest, TrackerResponse};
 use p2p_proto::{ErrorKind, ErrorReply, FrameError, MessageStream};
 use std::net::SocketAddr;
@@ -76,7 +76,8 @@ async fn connection(
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => break,
-            next = conn.recv_timeout::<TrackerRequest>(TRACKER_IDLE_TIMEOUT) => next,
+            // The first frame must come quickly; later ones may take a while.
+            next = conn.recv_timeout::<TrackerRequest>(if first { HANDSHAKE_TIMEOUT } else { TRACKER_IDLE_TIMEOUT }) => next,
         };
         let request = match next {
             Ok(Some(request)) => request,
@@ -93,7 +94,7 @@ async fn connection(
                     "",
                     Err(ErrorReply::new(ErrorKind::Protocol, e.to_string())),
                 );
-                let _ = conn.send(&reply).await;
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, conn.send(&reply)).await;
                 break;
             }
         };

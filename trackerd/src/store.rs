@@ -45,6 +45,11 @@ pub const DB_FILE: &str = "tracker.redb";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error("cannot make {path} private (chmod 600): {source}")]
+    Chmod {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot create data directory {path}: {source}")]
     CreateDir {
         path: PathBuf,
@@ -282,6 +287,15 @@ impl Store {
             path: path.clone(),
             source,
         })?;
+        // Password hashes, session hashes and the signing key live here: owner only, whatever
+        // the umask or the directory's mode.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| StoreError::Chmod {
+                path: path.clone(),
+                source,
+            },
+        )?;
         // Create every table up front so read transactions never meet a missing one.
         let txn = db.begin_write().map_err(db_err)?;
         {

@@ -159,15 +159,26 @@ impl Downloads {
         self.map.lock().ok()?.get(key).cloned()
     }
 
-    fn insert(&self, dl: Arc<Download>) {
-        if let Ok(mut map) = self.map.lock() {
-            map.insert(dl.key.clone(), dl);
+    /// Adds `dl` unless a download with its key is running; false if one is.
+    fn insert_new(&self, dl: &Arc<Download>) -> bool {
+        let Ok(mut map) = self.map.lock() else {
+            return false;
+        };
+        match map.entry(dl.key.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(Arc::clone(dl));
+                true
+            }
         }
     }
 
-    fn remove(&self, key: &str) {
-        if let Ok(mut map) = self.map.lock() {
-            map.remove(key);
+    /// Removes `dl`, but not a newer download of the same file that replaced it.
+    fn remove(&self, dl: &Arc<Download>) {
+        if let Ok(mut map) = self.map.lock()
+            && map.get(&dl.key).is_some_and(|d| Arc::ptr_eq(d, dl))
+        {
+            map.remove(&dl.key);
         }
     }
 
@@ -186,6 +197,9 @@ impl Downloads {
 pub fn start(daemon: &Arc<Daemon>, record: DownloadRecord, fresh: bool) -> Result<(), ErrorReply> {
     let key = file_key(&record.user, &record.group, &record.meta.name);
     let n = record.meta.pieces.len();
+    if daemon.downloads.get(&key).is_some() {
+        return Err(already_running(&record));
+    }
     let (storage, trusted) = Storage::open(&record.part_path, record.meta.size, fresh)
         .map_err(|e| ErrorReply::internal(e.to_string()))?;
     // Trust the stored bitmap only if the part file is still the one it describes (same size
@@ -232,14 +246,28 @@ pub fn start(daemon: &Arc<Daemon>, record: DownloadRecord, fresh: bool) -> Resul
         recheck: Mutex::new(recheck),
         record,
     });
+    if !daemon.downloads.insert_new(&dl) {
+        return Err(already_running(&dl.record));
+    }
     daemon.holdings.insert(holding);
-    daemon.downloads.insert(Arc::clone(&dl));
     let daemon = Arc::clone(daemon);
     tokio::spawn(async move {
         task::run(Arc::clone(&daemon), Arc::clone(&dl)).await;
-        daemon.downloads.remove(&dl.key);
+        // Whatever ended the task, nothing of it keeps running.
+        dl.cancel.cancel();
+        daemon.downloads.remove(&dl);
     });
     Ok(())
+}
+
+fn already_running(record: &DownloadRecord) -> ErrorReply {
+    ErrorReply::new(
+        p2p_proto::ErrorKind::Conflict,
+        format!(
+            "{} from {} is already being downloaded",
+            record.meta.name, record.group
+        ),
+    )
 }
 
 /// Every download of `user`: live ones with their progress, finished ones as stored.

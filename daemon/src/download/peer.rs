@@ -80,7 +80,16 @@ pub async fn run(
     }
     let bad_piece = CancellationToken::new();
     let mut asked: Vec<usize> = Vec::with_capacity(DEPTH);
-    let result = exchange(&daemon, &dl, &mut framed, &mut has, &mut asked, &bad_piece).await;
+    let result = exchange(
+        &daemon,
+        &dl,
+        &addr,
+        &mut framed,
+        &mut has,
+        &mut asked,
+        &bad_piece,
+    )
+    .await;
     if let Ok(mut p) = dl.picker.lock() {
         for piece in asked {
             p.release(piece);
@@ -90,9 +99,11 @@ pub async fn run(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn exchange(
     daemon: &Arc<Daemon>,
     dl: &Arc<Download>,
+    addr: &str,
     framed: &mut Framed<TcpStream, PeerCodec>,
     has: &mut Bitfield,
     asked: &mut Vec<usize>,
@@ -100,10 +111,14 @@ async fn exchange(
 ) -> Result<(), PeerEnd> {
     let n = dl.record.meta.pieces.len();
     let mut idle_ticks = 0u32;
+    // When the peer last delivered a piece (or was first asked for one): other frames (HAVE,
+    // KEEPALIVE) do not count, so a peer that talks but never delivers is dropped.
+    let mut progress_at = Instant::now();
     // Pieces this peer refused lately: asked elsewhere first (see the seeder's REJECT policy).
     let mut refused: Vec<(usize, Instant)> = Vec::new();
     loop {
         let mut sent = false;
+        let was_idle = asked.is_empty();
         refused.retain(|(_, at)| at.elapsed() < REFUSED_COOLDOWN);
         while asked.len() < DEPTH {
             let exclude: Vec<usize> = asked
@@ -124,6 +139,9 @@ async fn exchange(
                 .map_err(|e| failed(e.to_string()))?;
             sent = true;
         }
+        if sent && was_idle {
+            progress_at = Instant::now();
+        }
         if sent {
             tokio::time::timeout(REQUEST_TIMEOUT, framed.flush())
                 .await
@@ -136,7 +154,7 @@ async fn exchange(
         let wait = if asked.is_empty() {
             IDLE_TICK
         } else {
-            REQUEST_TIMEOUT
+            REQUEST_TIMEOUT.saturating_sub(progress_at.elapsed())
         };
         let frame = tokio::select! {
             _ = dl.cancel.cancelled() => return Ok(()),
@@ -156,7 +174,12 @@ async fn exchange(
                 }
                 continue;
             }
-            Err(_) => return Err(failed(format!("silent for {}s", REQUEST_TIMEOUT.as_secs()))),
+            Err(_) => {
+                return Err(failed(format!(
+                    "no piece delivered for {}s",
+                    REQUEST_TIMEOUT.as_secs()
+                )));
+            }
             Ok(None) => return Err(failed("closed the connection")),
             Ok(Some(Err(e))) => return Err(PeerEnd::Banned(e.to_string())),
             Ok(Some(Ok(frame))) => frame,
@@ -183,7 +206,9 @@ async fn exchange(
                     )));
                 }
                 daemon.download_limit.acquire(data.len() as u64).await;
-                verify_and_store(daemon, dl, piece, data, bad_piece.clone()).await;
+                // Time spent waiting on our own limit is not the peer's delay.
+                progress_at = Instant::now();
+                verify_and_store(daemon, dl, addr, piece, data, bad_piece.clone()).await;
             }
             PeerFrame::Have(index) => {
                 let piece = index as usize;
@@ -221,6 +246,7 @@ async fn exchange(
 async fn verify_and_store(
     daemon: &Arc<Daemon>,
     dl: &Arc<Download>,
+    peer: &str,
     piece: usize,
     data: Bytes,
     bad_piece: CancellationToken,
@@ -230,20 +256,30 @@ async fn verify_and_store(
     };
     let dl = Arc::clone(dl);
     let daemon = Arc::clone(daemon);
+    let peer = peer.to_string();
     tokio::spawn(async move {
         let expected = dl.record.meta.pieces[piece].clone();
-        let (ok, data) = match tokio::task::spawn_blocking(move || {
+        let verified = tokio::task::spawn_blocking(move || {
             (hex::encode(Sha1::digest(&data)) == expected, data)
         })
-        .await
-        {
+        .await;
+        let (ok, data) = match verified {
             Ok(r) => r,
-            Err(_) => return,
+            Err(_) => {
+                // The check never ran: the piece is simply missing again.
+                if let Ok(mut p) = dl.picker.lock() {
+                    p.failed(piece);
+                }
+                return;
+            }
         };
         if !ok {
             if let Ok(mut p) = dl.picker.lock() {
                 p.failed(piece);
             }
+            // Banned here, not only by the connection: a peer that hangs up right after a bad
+            // piece must not come back on the next refresh.
+            dl.ban(&peer, "sent a piece that failed SHA-1 verification");
             bad_piece.cancel();
             return;
         }

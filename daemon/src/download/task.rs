@@ -50,7 +50,12 @@ pub async fn run(daemon: Arc<Daemon>, dl: Arc<Download>) {
             break;
         }
         if Instant::now() >= next_refresh {
-            match refresh(&daemon, &dl, &mut peers, &mut connected).await {
+            // A slow tracker must not hold up a cancel (logout, shutdown).
+            let refreshed = tokio::select! {
+                r = refresh(&daemon, &dl, &mut peers, &mut connected) => r,
+                _ = dl.cancel.cancelled() => Err("cancelled".into()),
+            };
+            match refreshed {
                 Ok(()) if connected.is_empty() => {
                     waiting_for = "no peer with a missing piece is online".into();
                 }

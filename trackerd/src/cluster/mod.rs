@@ -189,7 +189,8 @@ impl Cluster {
         Ok(())
     }
 
-    /// Registers a new follower, whose log ends at `last_seq`; returns its generation.
+    /// Registers a follower that holds everything up to `last_seq` (checked, or just installed
+    /// from a snapshot); returns its generation.
     fn follower_connected(&self, last_seq: u64) -> u64 {
         let mut st = self.state();
         st.next_generation += 1;

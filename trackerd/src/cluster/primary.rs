@@ -17,9 +17,18 @@ pub const FOLLOWER_TIMEOUT: Duration = Duration::from_secs(2);
 const BATCH: usize = 256;
 
 pub async fn serve_follower(cluster: &Cluster, mut link: Link, peer: SocketAddr, theirs: Position) {
-    let generation = cluster.follower_connected(theirs.last_seq);
     tracing::info!(%peer, last_seq = theirs.last_seq, "standby connected");
-    let result = stream(cluster, &mut link, theirs, generation).await;
+    // Bring it up to a point both agree on before counting it as attached: until then client
+    // writes do not wait for it (a snapshot can take a while).
+    let next = match catch_up_point(cluster, &mut link, &theirs).await {
+        Ok(next) => next,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "standby could not be brought up to date");
+            return;
+        }
+    };
+    let generation = cluster.follower_connected(next - 1);
+    let result = stream(cluster, &mut link, next, generation).await;
     cluster.follower_gone(generation);
     match result {
         Ok(()) => tracing::info!(%peer, "standby link closed"),
@@ -50,17 +59,26 @@ fn can_continue(cluster: &Cluster, theirs: &Position) -> Result<bool, String> {
     Ok(same_history && have_next)
 }
 
+/// The first record the follower needs: right after its own position if our logs agree there,
+/// or after a snapshot we send it now.
+async fn catch_up_point(
+    cluster: &Cluster,
+    link: &mut Link,
+    theirs: &Position,
+) -> Result<u64, String> {
+    if can_continue(cluster, theirs)? {
+        Ok(theirs.last_seq + 1)
+    } else {
+        Ok(send_snapshot(cluster, link).await? + 1)
+    }
+}
+
 async fn stream(
     cluster: &Cluster,
     link: &mut Link,
-    theirs: Position,
+    mut next: u64,
     generation: u64,
 ) -> Result<(), String> {
-    let mut next = if can_continue(cluster, &theirs)? {
-        theirs.last_seq + 1
-    } else {
-        send_snapshot(cluster, link).await? + 1
-    };
     let mut last_seq = cluster.store.subscribe();
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     let mut seen = tokio::time::Instant::now();

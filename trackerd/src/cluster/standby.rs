@@ -9,6 +9,9 @@ use p2p_proto::cluster::{ClusterMsg, Purpose, Role, SnapshotRow};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// How long the first message after the handshake may take (a snapshot export).
+const FIRST_MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Follows the primary at `addr` until the link breaks; returns why it ended.
 pub async fn follow(cluster: &Cluster, addr: SocketAddr) -> String {
     let (mut link, role, _) = match connect(cluster, addr, Purpose::Follow).await {
@@ -27,17 +30,20 @@ pub async fn follow(cluster: &Cluster, addr: SocketAddr) -> String {
 
 async fn receive(cluster: &Cluster, link: &mut super::link::Link) -> String {
     let mut snapshot: Vec<SnapshotRow> = Vec::new();
+    // The primary may first export a snapshot of its whole state: allow it time for that.
+    let mut wait = FIRST_MESSAGE_TIMEOUT;
     loop {
         if cluster.shutdown.is_cancelled() {
             return "shutting down".into();
         }
         let msg = tokio::select! {
             _ = cluster.shutdown.cancelled() => return "shutting down".into(),
-            msg = recv(link, FOLLOWER_TIMEOUT) => match msg {
+            msg = recv(link, wait) => match msg {
                 Ok(m) => m,
                 Err(e) => return format!("primary link: {e}"),
             },
         };
+        wait = FOLLOWER_TIMEOUT;
         let ack = match msg {
             ClusterMsg::Record { record } => {
                 let record: LogRecord = match serde_json::from_value(record) {

@@ -126,11 +126,13 @@ async fn exchange(
                 .copied()
                 .chain(refused.iter().map(|(p, _)| *p))
                 .collect();
+            // A seeder is spared what partial peers can give, except after an idle second.
+            let spare = has.is_complete() && idle_ticks == 0;
             let next = dl
                 .picker
                 .lock()
                 .ok()
-                .and_then(|mut p| p.pick(has, &exclude));
+                .and_then(|mut p| p.pick(has, &exclude, spare));
             let Some(piece) = next else { break };
             asked.push(piece);
             framed

@@ -18,6 +18,8 @@ pub struct Picker {
     done: Bitfield,
     /// How many connected peers hold each piece.
     availability: Vec<u32>,
+    /// Connected peers that held every piece when they connected (seeders).
+    seeds: u32,
     /// How many requests are outstanding for each piece.
     in_flight: Vec<u8>,
     /// A copy arrived and is being verified: never request it again unless it fails.
@@ -31,6 +33,7 @@ impl Picker {
         Self {
             done,
             availability: vec![0; n],
+            seeds: 0,
             in_flight: vec![0; n],
             arrived: vec![false; n],
             start: if n == 0 { 0 } else { start % n },
@@ -58,6 +61,9 @@ impl Picker {
     }
 
     pub fn peer_added(&mut self, has: &Bitfield) {
+        if has.is_complete() {
+            self.seeds += 1;
+        }
         for i in has.iter_set() {
             if let Some(a) = self.availability.get_mut(i) {
                 *a += 1;
@@ -66,6 +72,9 @@ impl Picker {
     }
 
     pub fn peer_removed(&mut self, has: &Bitfield) {
+        if has.is_complete() {
+            self.seeds = self.seeds.saturating_sub(1);
+        }
         for i in has.iter_set() {
             if let Some(a) = self.availability.get_mut(i) {
                 *a = a.saturating_sub(1);
@@ -88,12 +97,19 @@ impl Picker {
     /// The next piece to request from a peer holding `has`; pieces in `exclude` (already
     /// requested from it, or refused by it a moment ago) are not picked. Marks the piece as in
     /// flight.
-    pub fn pick(&mut self, has: &Bitfield, exclude: &[usize]) -> Option<usize> {
+    ///
+    /// With `spare_seed`, the peer is a seeder and pieces that some other, partial peer holds are
+    /// left to that peer: what a seeder uploads should be what nobody else can give. (The
+    /// endgame still may ask a seeder for anything.)
+    pub fn pick(&mut self, has: &Bitfield, exclude: &[usize], spare_seed: bool) -> Option<usize> {
         let n = self.len();
         let mut best: Option<(u32, usize)> = None;
         for k in 0..n {
             let i = (self.start + k) % n;
             if self.done.get(i) || self.in_flight[i] > 0 || !has.get(i) || exclude.contains(&i) {
+                continue;
+            }
+            if spare_seed && self.availability[i] > self.seeds {
                 continue;
             }
             let a = self.availability[i];
@@ -106,10 +122,17 @@ impl Picker {
         }
         let piece = match best {
             Some((_, i)) => i,
+            // Sparing a seeder, duplicate requests only in the true endgame: while some
+            // missing piece has not been requested at all, a partial peer will be asked for it.
+            None if spare_seed && self.some_unrequested() => return None,
             None => self.endgame_pick(has, exclude)?,
         };
         self.in_flight[piece] = self.in_flight[piece].saturating_add(1);
         Some(piece)
+    }
+
+    fn some_unrequested(&self) -> bool {
+        (0..self.len()).any(|i| !self.done.get(i) && self.in_flight[i] == 0 && !self.arrived[i])
     }
 
     fn endgame_pick(&self, has: &Bitfield, exclude: &[usize]) -> Option<usize> {
@@ -169,14 +192,14 @@ mod tests {
         p.peer_added(&all(4));
         p.peer_added(&common);
         // Piece 3 is held by one peer only.
-        assert_eq!(p.pick(&all(4), &[]), Some(3));
+        assert_eq!(p.pick(&all(4), &[], false), Some(3));
     }
 
     #[test]
     fn ties_start_at_the_random_offset_and_each_piece_is_asked_once() {
         let mut p = Picker::new(Bitfield::new(4), 2);
         p.peer_added(&all(4));
-        let order: Vec<_> = (0..4).map_while(|_| p.pick(&all(4), &[])).collect();
+        let order: Vec<_> = (0..4).map_while(|_| p.pick(&all(4), &[], false)).collect();
         assert_eq!(order, vec![2, 3, 0, 1]);
     }
 
@@ -185,12 +208,12 @@ mod tests {
         let mut p = Picker::new(Bitfield::new(2), 0);
         p.peer_added(&all(2));
         p.peer_added(&all(2));
-        assert_eq!(p.pick(&all(2), &[]), Some(0));
-        assert_eq!(p.pick(&all(2), &[]), Some(1));
+        assert_eq!(p.pick(&all(2), &[], false), Some(0));
+        assert_eq!(p.pick(&all(2), &[], false), Some(1));
         // Second peer: nothing unrequested is left, so it duplicates, but never a piece it
         // was already asked for.
-        assert_eq!(p.pick(&all(2), &[0]), Some(1));
-        assert_eq!(p.pick(&all(2), &[0, 1]), None);
+        assert_eq!(p.pick(&all(2), &[0], false), Some(1));
+        assert_eq!(p.pick(&all(2), &[0, 1], false), None);
         assert!(p.complete(1));
         assert!(!p.complete(1), "the second copy is not counted");
         assert_eq!(p.missing(), 1);
@@ -200,40 +223,57 @@ mod tests {
     fn a_piece_being_verified_is_not_requested_again() {
         let mut p = Picker::new(Bitfield::new(1), 0);
         p.peer_added(&all(1));
-        assert_eq!(p.pick(&all(1), &[]), Some(0));
+        assert_eq!(p.pick(&all(1), &[], false), Some(0));
         // The copy arrived (no longer outstanding at the peer) and is being verified.
         p.arrived(0);
         assert_eq!(
-            p.pick(&all(1), &[]),
+            p.pick(&all(1), &[], false),
             None,
             "no endgame duplicate of an arrived piece"
         );
         p.failed(0);
         assert_eq!(
-            p.pick(&all(1), &[]),
+            p.pick(&all(1), &[], false),
             Some(0),
             "a bad copy makes it wanted again"
         );
     }
 
     #[test]
+    fn a_seeder_is_spared_what_a_partial_peer_holds() {
+        let mut p = Picker::new(Bitfield::new(2), 0);
+        let mut partial = Bitfield::new(2);
+        partial.set(0);
+        p.peer_added(&all(2));
+        p.peer_added(&partial);
+        assert_eq!(
+            p.pick(&all(2), &[], true),
+            Some(1),
+            "piece 0 is left to the partial peer"
+        );
+        assert_eq!(p.pick(&partial, &[], false), Some(0));
+        p.release(1);
+        assert_eq!(p.pick(&all(2), &[], true), Some(1));
+    }
+
+    #[test]
     fn excluded_pieces_are_not_picked() {
         let mut p = Picker::new(Bitfield::new(2), 0);
         p.peer_added(&all(2));
-        assert_eq!(p.pick(&all(2), &[0]), Some(1));
+        assert_eq!(p.pick(&all(2), &[0], false), Some(1));
     }
 
     #[test]
     fn released_and_failed_pieces_are_picked_again() {
         let mut p = Picker::new(Bitfield::new(1), 0);
         p.peer_added(&all(1));
-        assert_eq!(p.pick(&all(1), &[]), Some(0));
+        assert_eq!(p.pick(&all(1), &[], false), Some(0));
         p.failed(0);
-        assert_eq!(p.pick(&all(1), &[]), Some(0));
+        assert_eq!(p.pick(&all(1), &[], false), Some(0));
         p.release(0);
         assert!(p.complete(0));
         assert!(p.is_complete());
-        assert_eq!(p.pick(&all(1), &[]), None);
+        assert_eq!(p.pick(&all(1), &[], false), None);
     }
 
     #[test]
@@ -244,6 +284,6 @@ mod tests {
         let mut only_first = Bitfield::new(2);
         only_first.set(0);
         assert!(!p.wants_from(&only_first));
-        assert_eq!(p.pick(&only_first, &[]), None);
+        assert_eq!(p.pick(&only_first, &[], false), None);
     }
 }

@@ -165,12 +165,15 @@ async fn connection(stream: UnixStream, daemon: Arc<Daemon>, shutdown: Cancellat
                 tracing::info!(error = %e, "bad control frame; closing connection");
                 let reply =
                     CtlResponse::new(Err(ErrorReply::new(ErrorKind::Protocol, e.to_string())));
-                let _ = conn.send(&reply).await;
+                let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.send(&reply)).await;
                 return;
             }
         };
         let result = commands::dispatch(&daemon, request.cmd).await;
-        if conn.send(&CtlResponse::new(result)).await.is_err() {
+        // A p2pctl that stopped reading (suspended, say) does not pin this task.
+        let sent =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.send(&CtlResponse::new(result))).await;
+        if !matches!(sent, Ok(Ok(()))) {
             return;
         }
     }

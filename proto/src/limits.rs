@@ -24,5 +24,6 @@ pub const TRACKER_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// How long a client waits for the answer to one tracker request.
 pub const TRACKER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long `p2pctl` waits for the daemon to answer one command.
-pub const CONTROL_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long `p2pctl` waits for the daemon to answer one command. `upload_file` hashes the
+/// whole file before it answers: a 128 GiB file from a disk at 200 MB/s takes over ten minutes.
+pub const CONTROL_REQUEST_TIMEOUT: Duration = Duration::from_secs(30 * 60);

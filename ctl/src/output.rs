@@ -241,12 +241,13 @@ pub fn human_size(bytes: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use p2p_proto::ErrorKind;
     use p2p_proto::control::BannedPeer;
 
-    fn download(state: DownloadState, size: u64, done: u64) -> DownloadInfo {
+    /// A download of `movie.mkv` in `g1`, for the tests of the displays.
+    pub(crate) fn download(state: DownloadState, size: u64, done: u64) -> DownloadInfo {
         DownloadInfo {
             group: "g1".into(),
             file: "movie.mkv".into(),

@@ -294,18 +294,9 @@ mod tests {
 
     fn download(state: DownloadState, size: u64, done: u64, rate: u64) -> DownloadInfo {
         DownloadInfo {
-            group: "g1".into(),
-            file: "movie.mkv".into(),
-            destination: "/home/a/movie.mkv".into(),
-            size,
-            state,
-            pieces_done: 0,
-            pieces_total: 0,
-            bytes_done: done,
             rate,
             peers: 2,
-            detail: None,
-            banned: vec![],
+            ..crate::output::tests::download(state, size, done)
         }
     }
 

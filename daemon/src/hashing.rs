@@ -8,7 +8,6 @@
 use p2p_proto::files::{FileMeta, PIECE_SIZE};
 use sha1::{Digest, Sha1};
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -104,16 +103,8 @@ fn for_each_piece(file: &File, mut each: impl FnMut(&[u8])) -> std::io::Result<u
 
 /// The SHA-1 of the whole file at `path`, read sequentially.
 pub fn whole_file_sha1(path: &Path) -> std::io::Result<String> {
-    let mut file = File::open(path)?;
     let mut hasher = Sha1::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
+    for_each_piece(&File::open(path)?, |piece| hasher.update(piece))?;
     Ok(hex::encode(hasher.finalize()))
 }
 

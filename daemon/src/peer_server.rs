@@ -11,7 +11,6 @@ use futures_util::{SinkExt, StreamExt};
 use p2p_proto::grant::unix_now;
 use p2p_proto::peer::{PeerCodec, PeerFrame, send_piece};
 use std::net::SocketAddr;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -124,9 +123,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, daemon: &Daemon) -> Res
                             send(&mut framed, PeerFrame::Reject(index)).await?;
                             continue;
                         }
-                        let len = holding.meta.piece_len(piece);
-                        let data = read_piece(&file, piece, len).await?;
-                        daemon.upload_limit.acquire(len).await;
+                        let data = read_piece(&file, holding.meta.size, piece).await?;
+                        daemon.upload_limit.acquire(data.len() as u64).await;
                         tokio::time::timeout(WRITE_TIMEOUT, send_piece(&mut framed, index, data))
                             .await
                             .map_err(|_| stalled())?
@@ -183,15 +181,17 @@ async fn admit(daemon: &Daemon, hello: &p2p_proto::peer::Hello) -> Result<Arc<Ho
 
 async fn read_piece(
     file: &Arc<std::fs::File>,
+    size: u64,
     piece: usize,
-    len: u64,
 ) -> Result<bytes::Bytes, String> {
     let file = Arc::clone(file);
     tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0u8; len as usize];
-        file.read_exact_at(&mut buf, piece as u64 * p2p_proto::files::PIECE_SIZE)
-            .map(|_| bytes::Bytes::from(buf))
-            .map_err(|e| format!("cannot read piece {piece}: {e}"))
+        let mut buf = vec![0u8; p2p_proto::files::PIECE_SIZE as usize];
+        let len = crate::download::storage::read_piece(&file, size, piece, &mut buf)
+            .map_err(|e| format!("cannot read piece {piece}: {e}"))?
+            .len();
+        buf.truncate(len);
+        Ok(bytes::Bytes::from(buf))
     })
     .await
     .map_err(|e| e.to_string())?

@@ -2,7 +2,7 @@
 
 use crate::bins::bin;
 use crate::daemon::Daemon;
-use crate::process::{READY_TIMEOUT, deadline_wait, tail, wait_for, wait_for_exit};
+use crate::process::{READY_TIMEOUT, deadline_wait, poll_until, tail, wait_for, wait_for_exit};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::fs::{File, OpenOptions};
@@ -12,7 +12,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::Duration;
+
 use tempfile::TempDir;
+
+/// How often a tracker is asked for its `status` while waiting for one.
+const STATUS_POLL: Duration = Duration::from_millis(100);
 
 /// Two trackers listed in a `tracker_info.txt`, their data dirs and logs, all under one temp
 /// dir that goes away with the cluster. Daemons made from a cluster live in the same dir.
@@ -194,28 +198,25 @@ impl Cluster {
         ok: impl Fn(&TrackerStatus) -> bool,
     ) -> TrackerStatus {
         let tracker = self.tracker(no);
-        let deadline = std::time::Instant::now() + timeout;
-        let mut last;
-        loop {
+        let polled = poll_until(timeout, STATUS_POLL, || {
             assert!(
                 tracker.is_running(),
                 "tracker {no} exited while waiting for {what}; stderr:\n{}",
                 tracker.stderr_tail(40)
             );
             match tracker.try_status(READY_TIMEOUT) {
-                Ok(status) if ok(&status) => return status,
-                Ok(status) => last = status.line,
-                Err(e) => last = e,
+                Ok(status) if ok(&status) => Ok(status),
+                Ok(status) => Err(status.line),
+                Err(e) => Err(e),
             }
-            if std::time::Instant::now() >= deadline {
-                panic!(
-                    "timed out after {timeout:?} waiting for tracker {no}: {what}; last status: \
-                     {last}\n--- tracker {no} stderr (tail) ---\n{}",
-                    tracker.stderr_tail(40)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        });
+        polled.unwrap_or_else(|last| {
+            panic!(
+                "timed out after {timeout:?} waiting for tracker {no}: {what}; last status: \
+                 {last}\n--- tracker {no} stderr (tail) ---\n{}",
+                tracker.stderr_tail(40)
+            )
+        })
     }
 
     /// Polls both trackers' `status` until `standby` follows `primary` and holds everything
@@ -229,9 +230,7 @@ impl Cluster {
         standby: usize,
         timeout: Duration,
     ) -> (TrackerStatus, TrackerStatus) {
-        let deadline = std::time::Instant::now() + timeout;
-        let mut last;
-        loop {
+        let polled = poll_until(timeout, STATUS_POLL, || {
             for no in [primary, standby] {
                 let tracker = self.tracker(no);
                 assert!(
@@ -252,27 +251,24 @@ impl Cluster {
                         && p.last_seq == s.last_seq
                         && p.epoch == s.epoch =>
                 {
-                    return (p, s);
+                    Ok((p, s))
                 }
-                (p, s) => {
-                    last = format!(
-                        "tracker {primary}: {}; tracker {standby}: {}",
-                        p.map(|x| x.line).unwrap_or_else(|e| e),
-                        s.map(|x| x.line).unwrap_or_else(|e| e)
-                    )
-                }
+                (p, s) => Err(format!(
+                    "tracker {primary}: {}; tracker {standby}: {}",
+                    p.map(|x| x.line).unwrap_or_else(|e| e),
+                    s.map(|x| x.line).unwrap_or_else(|e| e)
+                )),
             }
-            if std::time::Instant::now() >= deadline {
-                panic!(
-                    "timed out after {timeout:?} waiting for tracker {standby} to follow tracker \
-                     {primary} and catch up; last: {last}\n--- tracker {primary} stderr (tail) \
-                     ---\n{}\n--- tracker {standby} stderr (tail) ---\n{}",
-                    self.tracker(primary).stderr_tail(30),
-                    self.tracker(standby).stderr_tail(30)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        });
+        polled.unwrap_or_else(|last| {
+            panic!(
+                "timed out after {timeout:?} waiting for tracker {standby} to follow tracker \
+                 {primary} and catch up; last: {last}\n--- tracker {primary} stderr (tail) \
+                 ---\n{}\n--- tracker {standby} stderr (tail) ---\n{}",
+                self.tracker(primary).stderr_tail(30),
+                self.tracker(standby).stderr_tail(30)
+            )
+        })
     }
 
     /// Panics if a log of any process of this cluster reports a panic.
@@ -501,26 +497,23 @@ impl Tracker {
             .write_all(b"status\n")
             .and_then(|_| stdin.flush())
             .map_err(|e| format!("cannot write `status` to tracker {no}: {e}"))?;
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
+        let mut new = String::new();
+        let found = poll_until(timeout, crate::process::POLL_INTERVAL, || {
             let bytes = std::fs::read(&self.stdout_path).unwrap_or_default();
-            let new = String::from_utf8_lossy(bytes.get(before..).unwrap_or_default()).into_owned();
+            new = String::from_utf8_lossy(bytes.get(before..).unwrap_or_default()).into_owned();
             // Only whole lines: the last one may still be being written.
-            if let Some(line) = new
-                .split_inclusive('\n')
+            new.split_inclusive('\n')
                 .filter(|l| l.ends_with('\n'))
                 .map(str::trim)
                 .find(|l| l.starts_with("role="))
-            {
-                return TrackerStatus::parse(line);
-            }
-            if std::time::Instant::now() >= deadline {
-                return Err(format!(
-                    "tracker {no} printed no status line within {timeout:?}; stdout so far: {new:?}"
-                ));
-            }
-            std::thread::sleep(crate::process::POLL_INTERVAL);
-        }
+                .map(TrackerStatus::parse)
+                .ok_or_else(String::new)
+        });
+        found.map_err(|_| {
+            format!(
+                "tracker {no} printed no status line within {timeout:?}; stdout so far: {new:?}"
+            )
+        })?
     }
 
     /// Like [`try_status`](Self::try_status), panicking when it gets no answer in

@@ -16,39 +16,39 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// bounds a hang, it is not a performance assertion.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Polls `check` every [`POLL_INTERVAL`] until it gives `Ok`, and panics with `what` and the
-/// last `Err` once `timeout` has passed.
-pub fn wait_for<T>(
-    what: &str,
+/// Polls `check` every `interval` until it gives `Ok`; after `timeout`, the last `Err`.
+pub fn poll_until<T>(
     timeout: Duration,
+    interval: Duration,
     mut check: impl FnMut() -> Result<T, String>,
-) -> T {
+) -> Result<T, String> {
     let deadline = Instant::now() + timeout;
     loop {
         match check() {
-            Ok(value) => return value,
-            Err(last) => {
-                if Instant::now() >= deadline {
-                    panic!("timed out after {timeout:?} waiting for {what}; last: {last}");
-                }
-            }
+            Ok(value) => return Ok(value),
+            Err(last) if Instant::now() >= deadline => return Err(last),
+            Err(_) => thread::sleep(interval),
         }
-        thread::sleep(POLL_INTERVAL);
     }
+}
+
+/// Polls `check` every [`POLL_INTERVAL`] until it gives `Ok`, and panics with `what` and the
+/// last `Err` once `timeout` has passed.
+pub fn wait_for<T>(what: &str, timeout: Duration, check: impl FnMut() -> Result<T, String>) -> T {
+    poll_until(timeout, POLL_INTERVAL, check).unwrap_or_else(|last| {
+        panic!("timed out after {timeout:?} waiting for {what}; last: {last}")
+    })
 }
 
 /// Waits up to `timeout` for `child` to exit; `None` if it is still running then.
 pub fn deadline_wait(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait failed") {
-            return Some(status);
+    poll_until(timeout, POLL_INTERVAL, || {
+        match child.try_wait().expect("try_wait failed") {
+            Some(status) => Ok(status),
+            None => Err(String::new()),
         }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(POLL_INTERVAL);
-    }
+    })
+    .ok()
 }
 
 /// Waits up to [`READY_TIMEOUT`] for `child` to exit; kills it and panics if it does not.

@@ -2,10 +2,10 @@
 //! a sequence number, applying a record received from the primary, and whole-state snapshots
 //! for a standby too far behind (or diverged) to catch up from the log.
 
-use crate::log::{LogRecord, apply};
+use crate::log::LogRecord;
 use crate::store::{
     EPOCH, FILES, GROUPS, LAST_EPOCH, LAST_SEQ, LEADER, LOG, META, REQUEST_IDS, SECRETS, SESSIONS,
-    Store, StoreError, USERS, db_err, open_tables, to_json,
+    Store, StoreError, USERS, append, db_err, meta_value, open_tables,
 };
 use p2p_proto::cluster::{Position, SnapshotRow};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -20,25 +20,22 @@ fn corrupt(table: &'static str, reason: impl ToString) -> StoreError {
     }
 }
 
+/// The position recorded in a `meta` table.
+fn position_in(meta: &impl ReadableTable<&'static str, u64>) -> Result<Position, StoreError> {
+    Ok(Position {
+        epoch: meta_value(meta, EPOCH)?,
+        // Epoch 0 is led by the first tracker, the preferred primary.
+        leader: meta_value(meta, LEADER)?.max(1) as usize,
+        last_seq: meta_value(meta, LAST_SEQ)?,
+        last_epoch: meta_value(meta, LAST_EPOCH)?,
+    })
+}
+
 impl Store {
     /// Epoch, leader and last record of this tracker.
     pub fn position(&self) -> Result<Position, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
-        let meta = txn.open_table(META).map_err(db_err)?;
-        let get = |name: &str| -> Result<u64, StoreError> {
-            Ok(meta
-                .get(name)
-                .map_err(db_err)?
-                .map(|g| g.value())
-                .unwrap_or(0))
-        };
-        Ok(Position {
-            epoch: get(EPOCH)?,
-            // Epoch 0 is led by the first tracker, the preferred primary.
-            leader: get(LEADER)?.max(1) as usize,
-            last_seq: get(LAST_SEQ)?,
-            last_epoch: get(LAST_EPOCH)?,
-        })
+        position_in(&txn.open_table(META).map_err(db_err)?)
     }
 
     /// Records who leads which epoch (durably, before acting on it).
@@ -89,31 +86,14 @@ impl Store {
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let mut meta = txn.open_table(META).map_err(db_err)?;
-            let last = meta
-                .get(LAST_SEQ)
-                .map_err(db_err)?
-                .map(|g| g.value())
-                .unwrap_or(0);
+            let last = meta_value(&meta, LAST_SEQ)?;
             if record.seq != last + 1 {
                 return Err(corrupt(
                     "log",
                     format!("replicated record {} does not follow {last}", record.seq),
                 ));
             }
-            let mut tables = open_tables(&txn)?;
-            for entry in &record.entries {
-                apply(&mut tables, entry)?;
-            }
-            txn.open_table(LOG)
-                .map_err(db_err)?
-                .insert(record.seq, to_json(record).as_slice())
-                .map_err(db_err)?;
-            txn.open_table(REQUEST_IDS)
-                .map_err(db_err)?
-                .insert(record.request_id.as_str(), record.seq)
-                .map_err(db_err)?;
-            meta.insert(LAST_SEQ, record.seq).map_err(db_err)?;
-            meta.insert(LAST_EPOCH, record.epoch).map_err(db_err)?;
+            append(&txn, &mut open_tables(&txn)?, &mut meta, record)?;
         }
         txn.commit().map_err(db_err)?;
         self.last_seq.send_replace(record.seq);
@@ -124,22 +104,7 @@ impl Store {
     pub fn export_snapshot(&self) -> Result<(Vec<SnapshotRow>, Position), StoreError> {
         // Position and rows from one read transaction, so they describe the same state.
         let txn = self.db.begin_read().map_err(db_err)?;
-        let position = {
-            let meta = txn.open_table(META).map_err(db_err)?;
-            let get = |name: &str| -> Result<u64, StoreError> {
-                Ok(meta
-                    .get(name)
-                    .map_err(db_err)?
-                    .map(|g| g.value())
-                    .unwrap_or(0))
-            };
-            Position {
-                epoch: get(EPOCH)?,
-                leader: get(LEADER)?.max(1) as usize,
-                last_seq: get(LAST_SEQ)?,
-                last_epoch: get(LAST_EPOCH)?,
-            }
-        };
+        let position = position_in(&txn.open_table(META).map_err(db_err)?)?;
         let mut rows = Vec::new();
         for def in JSON_TABLES {
             let table = txn.open_table(def).map_err(db_err)?;

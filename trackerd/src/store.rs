@@ -73,6 +73,18 @@ impl From<StoreError> for ErrorReply {
     }
 }
 
+/// A counter of the `meta` table (0 when unset), in any transaction.
+pub(crate) fn meta_value(
+    meta: &impl ReadableTable<&'static str, u64>,
+    name: &str,
+) -> Result<u64, StoreError> {
+    Ok(meta
+        .get(name)
+        .map_err(db_err)?
+        .map(|g| g.value())
+        .unwrap_or(0))
+}
+
 pub(crate) fn db_err(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Db(e.into())
 }
@@ -257,6 +269,30 @@ pub(crate) fn open_tables(txn: &WriteTransaction) -> Result<Tables<'_>, StoreErr
     })
 }
 
+/// Applies `record` to the state tables and appends it to the log, advancing `meta`: the one
+/// way the state changes, on the primary (`Store::write`) and on the standby alike.
+pub(crate) fn append(
+    txn: &WriteTransaction,
+    tables: &mut Tables<'_>,
+    meta: &mut Table<'_, &'static str, u64>,
+    record: &LogRecord,
+) -> Result<(), StoreError> {
+    for entry in &record.entries {
+        apply(tables, entry)?;
+    }
+    txn.open_table(LOG)
+        .map_err(db_err)?
+        .insert(record.seq, to_json(record).as_slice())
+        .map_err(db_err)?;
+    txn.open_table(REQUEST_IDS)
+        .map_err(db_err)?
+        .insert(record.request_id.as_str(), record.seq)
+        .map_err(db_err)?;
+    meta.insert(LAST_SEQ, record.seq).map_err(db_err)?;
+    meta.insert(LAST_EPOCH, record.epoch).map_err(db_err)?;
+    Ok(())
+}
+
 /// What a write decided: the changes to log and apply, and the reply for the client.
 pub struct Decision {
     pub entries: Vec<LogEntry>,
@@ -356,18 +392,8 @@ impl Store {
                 return Ok(decision.reply);
             }
             let mut meta = txn.open_table(META).map_err(db_err)?;
-            let get = |name: &str| -> Result<u64, StoreError> {
-                Ok(meta
-                    .get(name)
-                    .map_err(db_err)?
-                    .map(|g| g.value())
-                    .unwrap_or(0))
-            };
-            let seq = get(LAST_SEQ)? + 1;
-            let epoch = get(EPOCH)?;
-            for entry in &decision.entries {
-                apply(&mut tables, entry)?;
-            }
+            let seq = meta_value(&meta, LAST_SEQ)? + 1;
+            let epoch = meta_value(&meta, EPOCH)?;
             let record = LogRecord {
                 seq,
                 epoch,
@@ -375,16 +401,7 @@ impl Store {
                 entries: decision.entries,
                 reply: decision.reply,
             };
-            txn.open_table(LOG)
-                .map_err(db_err)?
-                .insert(seq, to_json(&record).as_slice())
-                .map_err(db_err)?;
-            txn.open_table(REQUEST_IDS)
-                .map_err(db_err)?
-                .insert(request_id, seq)
-                .map_err(db_err)?;
-            meta.insert(LAST_SEQ, seq).map_err(db_err)?;
-            meta.insert(LAST_EPOCH, epoch).map_err(db_err)?;
+            append(&txn, &mut tables, &mut meta, &record)?;
             (seq, record.reply)
         };
         txn.commit().map_err(db_err)?;
@@ -440,12 +457,7 @@ impl Store {
     /// Sequence number of the last applied record (0 for an empty log).
     pub fn last_seq(&self) -> Result<u64, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
-        let meta = txn.open_table(META).map_err(db_err)?;
-        Ok(meta
-            .get(LAST_SEQ)
-            .map_err(db_err)?
-            .map(|g| g.value())
-            .unwrap_or(0))
+        meta_value(&txn.open_table(META).map_err(db_err)?, LAST_SEQ)
     }
 }
 

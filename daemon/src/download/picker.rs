@@ -89,11 +89,6 @@ impl Picker {
         }
     }
 
-    /// True when `has` holds a piece we still miss.
-    pub fn wants_from(&self, has: &Bitfield) -> bool {
-        (0..self.len()).any(|i| has.get(i) && !self.done.get(i))
-    }
-
     /// The next piece to request from a peer holding `has`; pieces in `exclude` (already
     /// requested from it, or refused by it a moment ago) are not picked. Marks the piece as in
     /// flight.
@@ -283,7 +278,6 @@ mod tests {
         let mut p = Picker::new(done, 0);
         let mut only_first = Bitfield::new(2);
         only_first.set(0);
-        assert!(!p.wants_from(&only_first));
         assert_eq!(p.pick(&only_first, &[], false), None);
     }
 }

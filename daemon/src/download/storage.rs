@@ -71,6 +71,20 @@ impl Storage {
     }
 }
 
+/// Reads piece `piece` of a file of `size` bytes into the front of `buf` (at least a piece
+/// long) and returns it.
+pub fn read_piece<'a>(
+    file: &File,
+    size: u64,
+    piece: usize,
+    buf: &'a mut [u8],
+) -> std::io::Result<&'a [u8]> {
+    let offset = piece as u64 * PIECE_SIZE;
+    let len = size.saturating_sub(offset).min(PIECE_SIZE) as usize;
+    file.read_exact_at(&mut buf[..len], offset)?;
+    Ok(&buf[..len])
+}
+
 /// Names the path and the operation in an I/O error.
 pub fn annotate(e: std::io::Error, op: &str, path: &Path) -> std::io::Error {
     std::io::Error::new(e.kind(), format!("cannot {op} {}: {e}", path.display()))

@@ -121,15 +121,12 @@ async fn recheck(dl: &Arc<Download>) {
     let meta = Arc::clone(&dl.holding.meta);
     let good = tokio::task::spawn_blocking(move || {
         use sha1::{Digest, Sha1};
-        use std::os::unix::fs::FileExt;
         let mut buf = vec![0u8; p2p_proto::files::PIECE_SIZE as usize];
         claimed
             .iter_set()
             .filter(|&piece| {
-                let len = meta.piece_len(piece) as usize;
-                let offset = piece as u64 * p2p_proto::files::PIECE_SIZE;
-                file.read_exact_at(&mut buf[..len], offset).is_ok()
-                    && hex::encode(Sha1::digest(&buf[..len])) == meta.pieces[piece]
+                super::storage::read_piece(&file, meta.size, piece, &mut buf)
+                    .is_ok_and(|data| hex::encode(Sha1::digest(data)) == meta.pieces[piece])
             })
             .collect::<Vec<_>>()
     })

@@ -3,9 +3,9 @@
 //! they were just written), so when the last piece arrives little is left to hash.
 
 use super::Download;
+use super::storage::read_piece;
 use p2p_proto::files::PIECE_SIZE;
 use sha1::{Digest, Sha1};
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 /// Pieces hashed per trip to the blocking pool.
@@ -28,11 +28,9 @@ pub async fn run(dl: Arc<Download>) -> Result<String, String> {
             hasher = tokio::task::spawn_blocking(move || -> Result<Sha1, String> {
                 let mut buf = vec![0u8; PIECE_SIZE as usize];
                 for piece in from..from + ready {
-                    let offset = piece as u64 * PIECE_SIZE;
-                    let len = (size - offset).min(PIECE_SIZE) as usize;
-                    file.read_exact_at(&mut buf[..len], offset)
+                    let data = read_piece(&file, size, piece, &mut buf)
                         .map_err(|e| format!("cannot read back piece {piece}: {e}"))?;
-                    hasher.update(&buf[..len]);
+                    hasher.update(data);
                 }
                 Ok(hasher)
             })

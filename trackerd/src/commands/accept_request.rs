@@ -16,38 +16,35 @@ pub async fn run(
 ) -> Result<TrackerReply, ErrorReply> {
     validate_id("group id", &group)?;
     validate_id("user id", &user)?;
-    let request_id = id.to_string();
-    ctx.store(move |s| {
-        s.write(&request_id, |t| {
-            let record = existing_group(t, &group)?;
-            if record.owner != caller.user {
-                return Err(ErrorReply::new(
-                    ErrorKind::PermissionDenied,
-                    format!(
-                        "only the owner of {group} ({}) can accept requests",
-                        record.owner
-                    ),
-                ));
-            }
-            if record.is_member(&user) {
-                return Err(ErrorReply::new(
-                    ErrorKind::Conflict,
-                    format!("{user} is already a member of {group}"),
-                ));
-            }
-            if !record.has_requested(&user) {
-                return Err(ErrorReply::new(
-                    ErrorKind::NotFound,
-                    format!("{user} has not asked to join {group}"),
-                ));
-            }
-            Ok(Decision {
-                entries: vec![LogEntry::RequestAccepted {
-                    group: group.clone(),
-                    user: user.clone(),
-                }],
-                reply: TrackerReply::Done,
-            })
+    ctx.write(id, move |t| {
+        let record = existing_group(t, &group)?;
+        if record.owner != caller.user {
+            return Err(ErrorReply::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "only the owner of {group} ({}) can accept requests",
+                    record.owner
+                ),
+            ));
+        }
+        if record.is_member(&user) {
+            return Err(ErrorReply::new(
+                ErrorKind::Conflict,
+                format!("{user} is already a member of {group}"),
+            ));
+        }
+        if !record.has_requested(&user) {
+            return Err(ErrorReply::new(
+                ErrorKind::NotFound,
+                format!("{user} has not asked to join {group}"),
+            ));
+        }
+        Ok(Decision {
+            entries: vec![LogEntry::RequestAccepted {
+                group: group.clone(),
+                user: user.clone(),
+            }],
+            reply: TrackerReply::Done,
         })
     })
     .await

@@ -14,22 +14,19 @@ pub async fn run(
     group: String,
 ) -> Result<TrackerReply, ErrorReply> {
     validate_id("group id", &group)?;
-    let request_id = id.to_string();
-    ctx.store(move |s| {
-        s.write(&request_id, |t| {
-            if t.group(&group)?.is_some() {
-                return Err(ErrorReply::new(
-                    ErrorKind::AlreadyExists,
-                    format!("group {group} already exists"),
-                ));
-            }
-            Ok(Decision {
-                entries: vec![LogEntry::GroupCreated {
-                    group: group.clone(),
-                    owner: caller.user.clone(),
-                }],
-                reply: TrackerReply::Done,
-            })
+    ctx.write(id, move |t| {
+        if t.group(&group)?.is_some() {
+            return Err(ErrorReply::new(
+                ErrorKind::AlreadyExists,
+                format!("group {group} already exists"),
+            ));
+        }
+        Ok(Decision {
+            entries: vec![LogEntry::GroupCreated {
+                group: group.clone(),
+                owner: caller.user.clone(),
+            }],
+            reply: TrackerReply::Done,
         })
     })
     .await

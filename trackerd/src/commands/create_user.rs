@@ -27,31 +27,25 @@ pub async fn run(
     let taken = ctx
         .store(move |s| s.read(|t| Ok(t.user(&probe)?.is_some())))
         .await?;
-    let request_id = id.to_string();
     if taken {
         // A retry of our own earlier create_user must get its success again, not "exists".
-        let replay = ctx
-            .store(move |s| s.write(&request_id, |_| Err(exists(""))))
-            .await;
+        let replay = ctx.write(id, |_| Err(exists(""))).await;
         return match replay {
             Ok(reply) => Ok(reply),
             Err(_) => Err(exists(&user)),
         };
     }
     let password_hash = ctx.hasher.hash(password).await?;
-    let request_id = id.to_string();
-    ctx.store(move |s| {
-        s.write(&request_id, |t| {
-            if t.user(&user)?.is_some() {
-                return Err(exists(&user));
-            }
-            Ok(Decision {
-                entries: vec![LogEntry::UserCreated {
-                    user: user.clone(),
-                    password_hash,
-                }],
-                reply: TrackerReply::Done,
-            })
+    ctx.write(id, move |t| {
+        if t.user(&user)?.is_some() {
+            return Err(exists(&user));
+        }
+        Ok(Decision {
+            entries: vec![LogEntry::UserCreated {
+                user: user.clone(),
+                password_hash,
+            }],
+            reply: TrackerReply::Done,
         })
     })
     .await

@@ -14,29 +14,26 @@ pub async fn run(
     group: String,
 ) -> Result<TrackerReply, ErrorReply> {
     validate_id("group id", &group)?;
-    let request_id = id.to_string();
-    ctx.store(move |s| {
-        s.write(&request_id, |t| {
-            let record = existing_group(t, &group)?;
-            if record.is_member(&caller.user) {
-                return Err(ErrorReply::new(
-                    ErrorKind::Conflict,
-                    format!("you are already a member of {group}"),
-                ));
-            }
-            if record.has_requested(&caller.user) {
-                return Err(ErrorReply::new(
-                    ErrorKind::Conflict,
-                    format!("you already asked to join {group}; the owner has not accepted yet"),
-                ));
-            }
-            Ok(Decision {
-                entries: vec![LogEntry::JoinRequested {
-                    group: group.clone(),
-                    user: caller.user.clone(),
-                }],
-                reply: TrackerReply::Done,
-            })
+    ctx.write(id, move |t| {
+        let record = existing_group(t, &group)?;
+        if record.is_member(&caller.user) {
+            return Err(ErrorReply::new(
+                ErrorKind::Conflict,
+                format!("you are already a member of {group}"),
+            ));
+        }
+        if record.has_requested(&caller.user) {
+            return Err(ErrorReply::new(
+                ErrorKind::Conflict,
+                format!("you already asked to join {group}; the owner has not accepted yet"),
+            ));
+        }
+        Ok(Decision {
+            entries: vec![LogEntry::JoinRequested {
+                group: group.clone(),
+                user: caller.user.clone(),
+            }],
+            reply: TrackerReply::Done,
         })
     })
     .await

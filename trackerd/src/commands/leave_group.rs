@@ -16,40 +16,37 @@ pub async fn run(
     group: String,
 ) -> Result<TrackerReply, ErrorReply> {
     validate_id("group id", &group)?;
-    let request_id = id.to_string();
     let (user, g) = (caller.user.clone(), group.clone());
     let reply = ctx
-        .store(move |s| {
-            s.write(&request_id, |t| {
-                let record = existing_group(t, &group)?;
-                if !record.is_member(&caller.user) {
-                    let why = if record.has_requested(&caller.user) {
-                        format!("you are not a member of {group} (your join request is pending)")
-                    } else {
-                        format!("you are not a member of {group}")
-                    };
-                    return Err(ErrorReply::new(ErrorKind::Conflict, why));
-                }
-                let remaining: Vec<&String> = record
-                    .members
-                    .iter()
-                    .filter(|m| **m != caller.user)
-                    .collect();
-                let new_owner = match remaining.first() {
-                    Some(next) if record.owner == caller.user => Some((*next).clone()),
-                    _ => None,
+        .write(id, move |t| {
+            let record = existing_group(t, &group)?;
+            if !record.is_member(&caller.user) {
+                let why = if record.has_requested(&caller.user) {
+                    format!("you are not a member of {group} (your join request is pending)")
+                } else {
+                    format!("you are not a member of {group}")
                 };
-                Ok(Decision {
-                    entries: vec![LogEntry::MemberLeft {
-                        group: group.clone(),
-                        user: caller.user.clone(),
-                    }],
-                    reply: TrackerReply::Left(LeftGroup {
-                        group: group.clone(),
-                        new_owner,
-                        removed: remaining.is_empty(),
-                    }),
-                })
+                return Err(ErrorReply::new(ErrorKind::Conflict, why));
+            }
+            let remaining: Vec<&String> = record
+                .members
+                .iter()
+                .filter(|m| **m != caller.user)
+                .collect();
+            let new_owner = match remaining.first() {
+                Some(next) if record.owner == caller.user => Some((*next).clone()),
+                _ => None,
+            };
+            Ok(Decision {
+                entries: vec![LogEntry::MemberLeft {
+                    group: group.clone(),
+                    user: caller.user.clone(),
+                }],
+                reply: TrackerReply::Left(LeftGroup {
+                    group: group.clone(),
+                    new_owner,
+                    removed: remaining.is_empty(),
+                }),
             })
         })
         .await?;

@@ -32,16 +32,13 @@ pub async fn run(
     if !ctx.hasher.verify(password, record.password_hash).await? {
         return Err(wrong());
     }
-    let request_id = id.to_string();
-    ctx.store(move |s| {
-        s.write(&request_id, |_| {
-            Ok(Decision {
-                entries: vec![LogEntry::SessionOpened {
-                    token_hash: token_hash(&token),
-                    user: user.clone(),
-                }],
-                reply: TrackerReply::User { user: user.clone() },
-            })
+    ctx.write(id, move |_| {
+        Ok(Decision {
+            entries: vec![LogEntry::SessionOpened {
+                token_hash: token_hash(&token),
+                user: user.clone(),
+            }],
+            reply: TrackerReply::User { user: user.clone() },
         })
     })
     .await

@@ -7,17 +7,14 @@ use p2p_proto::ErrorReply;
 use p2p_proto::tracker::TrackerReply;
 
 pub async fn run(ctx: &Ctx, id: &str, caller: Caller) -> Result<TrackerReply, ErrorReply> {
-    let request_id = id.to_string();
     let user = caller.user.clone();
     let reply = ctx
-        .store(move |s| {
-            s.write(&request_id, |_| {
-                Ok(Decision {
-                    entries: vec![LogEntry::SessionClosed {
-                        token_hash: caller.token_hash.clone(),
-                    }],
-                    reply: TrackerReply::User { user: caller.user },
-                })
+        .write(id, move |_| {
+            Ok(Decision {
+                entries: vec![LogEntry::SessionClosed {
+                    token_hash: caller.token_hash.clone(),
+                }],
+                reply: TrackerReply::User { user: caller.user },
             })
         })
         .await?;

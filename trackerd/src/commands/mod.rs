@@ -22,7 +22,7 @@ mod upload_file;
 
 use crate::password::PasswordHasherPool;
 use crate::records::{FileRecord, GroupRecord};
-use crate::store::{Store, TableSet};
+use crate::store::{Decision, Store, TableSet, Tables};
 use crate::swarm::Swarm;
 use p2p_proto::tracker::{TrackerCall, TrackerReply, TrackerRequest};
 use p2p_proto::{ErrorKind, ErrorReply};
@@ -59,6 +59,16 @@ impl Ctx {
     pub fn swarm<R>(&self, op: impl FnOnce(&mut Swarm) -> R) -> R {
         let mut swarm = self.swarm.lock().unwrap_or_else(PoisonError::into_inner);
         op(&mut swarm)
+    }
+
+    /// Applies one request as one log record (see [`Store::write`]), on the blocking pool.
+    pub async fn write(
+        &self,
+        request_id: &str,
+        decide: impl FnOnce(&Tables<'_>) -> Result<Decision, ErrorReply> + Send + 'static,
+    ) -> Result<TrackerReply, ErrorReply> {
+        let request_id = request_id.to_string();
+        self.store(move |s| s.write(&request_id, decide)).await
     }
 
     /// Runs a blocking store operation on the blocking pool.

@@ -27,37 +27,34 @@ pub async fn run(
     validate_id("group id", &group)?;
     file.validate().map_err(ErrorReply::invalid)?;
     validate_port(port)?;
-    let request_id = id.to_string();
     let user = caller.user.clone();
     let (g, name) = (group.clone(), file.name.clone());
     let reply = ctx
-        .store(move |s| {
-            s.write(&request_id, |t| {
-                member_group(t, &group, &caller.user)?;
-                if let Some(existing) = t.file(&group, &file.name)? {
-                    if existing.meta.sha1 != file.sha1 || existing.meta.size != file.size {
-                        return Err(ErrorReply::new(
-                            ErrorKind::Conflict,
-                            format!(
-                                "a different file named {} already exists in {group}",
-                                file.name
-                            ),
-                        ));
-                    }
-                    // Same content: the caller just becomes another seeder.
-                    return Ok(Decision {
-                        entries: Vec::new(),
-                        reply: TrackerReply::Done,
-                    });
+        .write(id, move |t| {
+            member_group(t, &group, &caller.user)?;
+            if let Some(existing) = t.file(&group, &file.name)? {
+                if existing.meta.sha1 != file.sha1 || existing.meta.size != file.size {
+                    return Err(ErrorReply::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "a different file named {} already exists in {group}",
+                            file.name
+                        ),
+                    ));
                 }
-                Ok(Decision {
-                    entries: vec![LogEntry::FileAdded {
-                        group: group.clone(),
-                        meta: file.clone(),
-                        user: caller.user.clone(),
-                    }],
+                // Same content: the caller just becomes another seeder.
+                return Ok(Decision {
+                    entries: Vec::new(),
                     reply: TrackerReply::Done,
-                })
+                });
+            }
+            Ok(Decision {
+                entries: vec![LogEntry::FileAdded {
+                    group: group.clone(),
+                    meta: file.clone(),
+                    user: caller.user.clone(),
+                }],
+                reply: TrackerReply::Done,
             })
         })
         .await?;

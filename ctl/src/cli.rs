@@ -1,9 +1,10 @@
 //! The command line of `p2pctl`.
 //!
 //! Command names and the order of their arguments are a contract inherited from the original
-//! interactive client (see DESIGN.md), so they are snake_case and positional. This module only
-//! depends on `clap`, `std` and `p2p_proto::paths`, so a man page or completion generator can
-//! include it with `#[path = "…/ctl/src/cli.rs"] mod cli;` and call [`command`].
+//! interactive client (see DESIGN.md), so they are snake_case and positional. The library
+//! exposes this module so that the man page and completion generator (`xtask`) can call
+//! [`command`]; the bare `about` and `version` below are p2pctl's own package description and
+//! version, the page's NAME line.
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;

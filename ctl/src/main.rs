@@ -3,7 +3,6 @@
 //! Exit status: 0 on success; 1 on any failure, with exactly one line `p2pctl: <reason>` on
 //! stderr (and, with `--json`, the error object on stdout); 2 for usage errors (clap's own).
 
-mod cli;
 mod client;
 mod connect;
 mod failure;
@@ -14,8 +13,8 @@ mod watch;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use cli::{Cli, Command};
 use connect::Autostart;
+use p2pctl::cli::{self, Cli, Command};
 use std::io::Write;
 use std::process::ExitCode;
 

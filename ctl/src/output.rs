@@ -6,8 +6,8 @@
 
 use anyhow::{Context, Result};
 use p2p_proto::ErrorReply;
-use p2p_proto::control::{CtlReply, DaemonStatus, DownloadInfo, DownloadState, FileInfo};
-use p2p_proto::tracker::{GroupInfo, LeftGroup, Membership};
+use p2p_proto::control::{CtlReply, DaemonStatus, DownloadInfo, DownloadState};
+use p2p_proto::views::{FileInfo, GroupInfo, LeftGroup, Membership};
 use serde::Serialize;
 use std::io::{self, Write};
 
@@ -261,6 +261,7 @@ pub(crate) mod tests {
             peers: 0,
             detail: None,
             banned: vec![],
+            sources: vec![],
         }
     }
 

@@ -4,12 +4,12 @@
 //! request: relative paths are resolved against p2pctl's working directory (the daemon's is
 //! `/`), and a missing password is asked for.
 
-use crate::cli::Command;
 use crate::failure::{fail, io_reason};
 use crate::password::{self, Purpose};
 use anyhow::Result;
 use p2p_proto::ErrorKind;
 use p2p_proto::control::CtlCommand;
+use p2pctl::cli::Command;
 use std::path::{Path, PathBuf};
 
 /// Builds the request for `command`. `ask_password` supplies a password left off the command

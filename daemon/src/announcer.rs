@@ -6,7 +6,8 @@
 //! moves to the other tracker), so the new primary, whose list of holders starts empty, hears
 //! from us within seconds rather than at the next announcement.
 
-use crate::daemon::Daemon;
+use crate::plane::Plane;
+use crate::tracker_client::TrackerClient;
 use p2p_proto::tracker::{Announced, TrackerCall};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,39 +15,38 @@ use std::time::Duration;
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(20);
 pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 
-pub async fn run(daemon: Arc<Daemon>) {
+/// Announces for as long as the daemon runs. `client` is the raw tracker client (for the pings
+/// that notice a failover); `port` is the peer listener's.
+pub async fn run(plane: Arc<Plane>, client: Arc<TrackerClient>, port: u16) {
     let mut last = tokio::time::Instant::now();
     loop {
         let now = tokio::select! {
-            _ = daemon.shutdown.cancelled() => return,
-            _ = daemon.announce_now.notified() => true,
+            _ = plane.shutdown.cancelled() => return,
+            _ = plane.announce.asked() => true,
             // A failover: the new primary's swarm starts empty, so tell it at once.
-            _ = daemon.tracker.switched.notified() => true,
+            _ = client.switched.notified() => true,
             _ = tokio::time::sleep(CHECK_EVERY) => last.elapsed() >= ANNOUNCE_EVERY,
         };
         if now {
-            announce(&daemon).await;
+            announce(&plane, port).await;
             last = tokio::time::Instant::now();
-        } else if daemon.session().await.ok().flatten().is_some() {
+        } else if plane.tracker.session().is_some() {
             // Wakes `switched` above if the tracker in use changed.
-            let _ = daemon
-                .tracker
-                .call(None, p2p_proto::tracker::TrackerCall::Ping)
-                .await;
+            let _ = client.call(None, TrackerCall::Ping).await;
         }
     }
 }
 
-async fn announce(daemon: &Arc<Daemon>) {
-    let Ok(Some(session)) = daemon.session().await else {
+async fn announce(plane: &Plane, port: u16) {
+    if plane.tracker.session().is_none() {
         return;
-    };
+    }
     let mut shares = Vec::new();
-    for holding in daemon.holdings.all() {
+    for holding in plane.holdings.all() {
         if let Some(key) = &holding.share_key
             && crate::shares::changed(&holding)
         {
-            crate::shares::withdraw(daemon, key, &holding).await;
+            crate::shares::withdraw(plane, key, &holding).await;
             continue;
         }
         let count = holding.count();
@@ -59,11 +59,8 @@ async fn announce(daemon: &Arc<Daemon>) {
             complete: holding.share_key.is_some(),
         });
     }
-    let call = TrackerCall::Announce {
-        port: daemon.peer_port,
-        shares,
-    };
-    if let Err(e) = daemon.tracker.call(Some(&session.token), call).await {
+    let call = TrackerCall::Announce { port, shares };
+    if let Err(e) = plane.tracker.call(call).await {
         tracing::warn!(error = %e, "announce failed");
     }
 }

@@ -36,7 +36,7 @@ pub struct Args {
 #[derive(Debug, Clone, Copy)]
 pub struct Rate(pub Option<u64>);
 
-fn parse_rate(text: &str) -> Result<Rate, String> {
+fn parse_rate(text: &str) -> Result<Rate, p2p_proto::rate::RateError> {
     p2p_proto::rate::parse_rate(text).map(Rate)
 }
 

@@ -1,119 +1,62 @@
-//! The daemon's shared state, handed to every command.
+//! The daemon as the command layer sees it: the configuration, the raw tracker client, the
+//! session, and the data plane's context. Commands get this; nothing below them does.
 
 use crate::config::Config;
 use crate::download::Downloads;
+use crate::grant_key::GrantKey;
 use crate::holdings::Holdings;
-use crate::rate_limit::RateLimit;
-use crate::state::{Session, StateDb};
+use crate::plane::{Announce, Limits, Plane};
+use crate::session::SessionSlot;
+use crate::state::{State, StateError};
 use crate::tracker_client::TrackerClient;
-use p2p_proto::tracker::{TrackerCall, TrackerReply};
-use p2p_proto::{ErrorKind, ErrorReply};
-use std::sync::{Arc, Mutex};
-use tokio::sync::Notify;
+use crate::user_tracker::UserTracker;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub struct Daemon {
     pub config: Config,
-    pub state: Arc<StateDb>,
-    pub tracker: TrackerClient,
+    /// The trackers, for calls made before or without a session (create_user, login, ping).
+    pub tracker: Arc<TrackerClient>,
+    pub session: Arc<SessionSlot>,
     /// Port the peer listener accepts on; announced to the tracker.
     pub peer_port: u16,
-    pub holdings: Holdings,
-    pub downloads: Downloads,
-    pub upload_limit: RateLimit,
-    pub download_limit: RateLimit,
-    /// Wakes the announcer to tell the tracker about a change now.
-    pub announce_now: Notify,
-    /// Cancelled when the daemon shuts down.
-    pub shutdown: CancellationToken,
-    tracker_key: Mutex<Option<String>>,
+    pub plane: Arc<Plane>,
+    /// The downloads running now.
+    pub downloads: Arc<Downloads>,
 }
 
 impl Daemon {
-    pub fn new(
+    /// Builds the daemon around an open database, talking to `tracker`.
+    pub async fn new(
         config: Config,
-        state: StateDb,
+        state: State,
+        tracker: TrackerClient,
         peer_port: u16,
         shutdown: CancellationToken,
-    ) -> Self {
-        let tracker = TrackerClient::new(config.trackers.trackers.clone());
-        Self {
-            upload_limit: RateLimit::new(config.upload_limit),
-            download_limit: RateLimit::new(config.download_limit),
-            config,
-            state: Arc::new(state),
-            tracker,
-            peer_port,
-            holdings: Holdings::default(),
-            downloads: Downloads::default(),
-            announce_now: Notify::new(),
+    ) -> Result<Self, StateError> {
+        let tracker = Arc::new(tracker);
+        let session = Arc::new(SessionSlot::load(state.clone()).await?);
+        let plane = Arc::new(Plane {
+            tracker: UserTracker::new(Arc::clone(&tracker), Arc::clone(&session)),
+            holdings: Arc::new(Holdings::default()),
+            announce: Announce::default(),
+            limits: Limits::new(config.upload_limit, config.download_limit),
+            grant_key: GrantKey::new(state.clone(), Arc::clone(&tracker)),
             shutdown,
-            tracker_key: Mutex::new(None),
-        }
+            state,
+        });
+        Ok(Self {
+            config,
+            tracker,
+            session,
+            peer_port,
+            plane,
+            downloads: Arc::default(),
+        })
     }
 
-    /// The trackers' public key, which grants are checked against: from memory, from the
-    /// database, or asked of the tracker once and then kept.
-    pub async fn tracker_key(&self) -> Result<String, ErrorReply> {
-        if let Some(key) = self.tracker_key.lock().ok().and_then(|k| k.clone()) {
-            return Ok(key);
-        }
-        let stored = self
-            .with_state(|s| Ok(s.meta_value("tracker_key")?))
-            .await?;
-        let key = match stored {
-            Some(key) => key,
-            None => match self.tracker.call(None, TrackerCall::SigningKey).await? {
-                TrackerReply::SigningKey { public_key } => {
-                    let k = public_key.clone();
-                    self.with_state(move |s| Ok(s.set_meta_value("tracker_key", &k)?))
-                        .await?;
-                    public_key
-                }
-                other => {
-                    return Err(ErrorReply::internal(format!(
-                        "unexpected tracker reply: {other:?}"
-                    )));
-                }
-            },
-        };
-        if let Ok(mut k) = self.tracker_key.lock() {
-            *k = Some(key.clone());
-        }
-        Ok(key)
-    }
-
-    /// Runs a blocking database operation on the blocking pool.
-    pub async fn with_state<R: Send + 'static>(
-        &self,
-        op: impl FnOnce(&StateDb) -> Result<R, ErrorReply> + Send + 'static,
-    ) -> Result<R, ErrorReply> {
-        let state = Arc::clone(&self.state);
-        tokio::task::spawn_blocking(move || op(&state))
-            .await
-            .map_err(|e| ErrorReply::internal(format!("state task failed: {e}")))?
-    }
-
-    pub async fn session(&self) -> Result<Option<Session>, ErrorReply> {
-        self.with_state(|s| Ok(s.session()?)).await
-    }
-
-    /// The logged-in session, or `not_logged_in`.
-    pub async fn require_session(&self) -> Result<Session, ErrorReply> {
-        self.session().await?.ok_or_else(ErrorReply::not_logged_in)
-    }
-
-    /// Calls the tracker as the logged-in user. A tracker that no longer knows the session
-    /// (it was closed elsewhere) logs this daemon out too, so `status` tells the truth.
-    pub async fn call_as_user(&self, call: TrackerCall) -> Result<TrackerReply, ErrorReply> {
-        let session = self.require_session().await?;
-        let result = self.tracker.call(Some(&session.token), call).await;
-        if let Err(e) = &result
-            && e.kind == ErrorKind::NotLoggedIn
-        {
-            tracing::warn!(user = %session.user, "tracker no longer knows our session; logged out");
-            self.with_state(|s| Ok(s.set_session(None)?)).await?;
-        }
-        result
+    /// The tracker acting as the logged-in user.
+    pub fn user(&self) -> &UserTracker {
+        &self.plane.tracker
     }
 }

@@ -5,13 +5,14 @@
 //! in it as pieces pass verification, and the peer server reads them to answer requests and
 //! forwards each new bit as a HAVE to the peers connected to us.
 
+use crate::sync::{Locked, Shared};
 use crate::upload_spread::UploadSpread;
 use p2p_proto::bitfield::Bitfield;
 use p2p_proto::files::FileMeta;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -20,8 +21,8 @@ pub struct Holding {
     pub group: String,
     pub meta: Arc<FileMeta>,
     /// The file the pieces are read from (a download's part file until it completes).
-    path: RwLock<PathBuf>,
-    have: RwLock<Bitfield>,
+    path: Shared<PathBuf>,
+    have: Shared<Bitfield>,
     /// Announces each newly verified piece to the peer connections serving this file.
     haves: broadcast::Sender<u32>,
     /// `Some(key)` for a share: the key of its share record, to withdraw it when it changed.
@@ -29,7 +30,7 @@ pub struct Holding {
     /// For a share: the size and mtime its file had when hashed.
     expected_stat: Option<(u64, i128)>,
     /// For a share: how often each piece went out (see `upload_spread`).
-    spread: Option<Mutex<UploadSpread>>,
+    spread: Option<Locked<UploadSpread>>,
     /// Peer connections being served from this holding now.
     serving: AtomicUsize,
     /// Cancelled when the holding is withdrawn (stop_share, logout, changed file): the peer
@@ -58,8 +59,8 @@ impl Holding {
         Self {
             group,
             meta,
-            path: RwLock::new(path),
-            have: RwLock::new(have),
+            path: Shared::new(path),
+            have: Shared::new(have),
             haves,
             share_key,
             expected_stat: None,
@@ -76,7 +77,7 @@ impl Holding {
 
     /// Makes this holding steer simultaneous downloaders to each other (for complete files).
     pub fn spread_uploads(&mut self, pieces: usize) {
-        self.spread = Some(Mutex::new(UploadSpread::new(pieces, Instant::now())));
+        self.spread = Some(Locked::new(UploadSpread::new(pieces, Instant::now())));
     }
 
     /// Counts a peer connection served from this holding while the guard lives.
@@ -90,15 +91,14 @@ impl Holding {
         let Some(spread) = &self.spread else {
             return true;
         };
-        let Ok(mut spread) = spread.lock() else {
-            return true;
-        };
         let downloaders = self.serving.load(Ordering::Relaxed);
-        if !spread.allows(piece, downloaders, Instant::now()) {
-            return false;
-        }
-        spread.sent(piece);
-        true
+        spread.with(|spread| {
+            if !spread.allows(piece, downloaders, Instant::now()) {
+                return false;
+            }
+            spread.sent(piece);
+            true
+        })
     }
 
     pub fn set_expected_stat(&mut self, size: u64, mtime_ns: i128) {
@@ -110,39 +110,31 @@ impl Holding {
     }
 
     pub fn path(&self) -> PathBuf {
-        self.path.read().map(|p| p.clone()).unwrap_or_default()
+        self.path.read(|p| p.clone())
     }
 
     pub fn set_path(&self, path: PathBuf) {
-        if let Ok(mut p) = self.path.write() {
-            *p = path;
-        }
+        self.path.write(|p| *p = path);
     }
 
     pub fn has(&self, piece: usize) -> bool {
-        self.have.read().map(|h| h.get(piece)).unwrap_or(false)
+        self.have.read(|h| h.get(piece))
     }
 
     pub fn bitfield(&self) -> Bitfield {
-        self.have
-            .read()
-            .map(|h| h.clone())
-            .unwrap_or_else(|_| Bitfield::new(0))
+        self.have.read(|h| h.clone())
     }
 
     pub fn count(&self) -> usize {
-        self.have.read().map(|h| h.count()).unwrap_or(0)
+        self.have.read(|h| h.count())
     }
 
     /// Records a verified piece and tells connected peers. Returns the number of pieces held.
     pub fn add_piece(&self, piece: usize) -> usize {
-        let count = match self.have.write() {
-            Ok(mut h) => {
-                h.set(piece);
-                h.count()
-            }
-            Err(_) => 0,
-        };
+        let count = self.have.write(|h| {
+            h.set(piece);
+            h.count()
+        });
         let _ = self.haves.send(piece as u32);
         count
     }
@@ -157,30 +149,29 @@ type Key = (String, String);
 /// Every holding of the logged-in user.
 #[derive(Default)]
 pub struct Holdings {
-    map: Mutex<HashMap<Key, Arc<Holding>>>,
+    map: Locked<HashMap<Key, Arc<Holding>>>,
 }
 
 impl Holdings {
     pub fn insert(&self, holding: Arc<Holding>) {
         let key = (holding.group.clone(), holding.meta.sha1.clone());
-        if let Ok(mut map) = self.map.lock() {
-            map.insert(key, holding);
-        }
+        self.map.with(|map| map.insert(key, holding));
     }
 
     pub fn get(&self, group: &str, sha1: &str) -> Option<Arc<Holding>> {
-        let map = self.map.lock().ok()?;
-        map.get(&(group.to_string(), sha1.to_string())).cloned()
+        self.map
+            .with(|map| map.get(&(group.to_string(), sha1.to_string())).cloned())
     }
 
     /// Removes the holding of `name` in `group`, returning it.
     pub fn remove_named(&self, group: &str, name: &str) -> Option<Arc<Holding>> {
-        let mut map = self.map.lock().ok()?;
-        let key = map
-            .iter()
-            .find(|(_, h)| h.group == group && h.meta.name == name)
-            .map(|(k, _)| k.clone())?;
-        let removed = map.remove(&key);
+        let removed = self.map.with(|map| {
+            let key = map
+                .iter()
+                .find(|(_, h)| h.group == group && h.meta.name == name)
+                .map(|(k, _)| k.clone())?;
+            map.remove(&key)
+        });
         if let Some(h) = &removed {
             h.revoked.cancel();
         }
@@ -189,26 +180,23 @@ impl Holdings {
 
     /// Withdraws a holding; peers being served from it are cut off.
     pub fn remove(&self, group: &str, sha1: &str) {
-        if let Ok(mut map) = self.map.lock()
-            && let Some(h) = map.remove(&(group.to_string(), sha1.to_string()))
-        {
+        let removed = self
+            .map
+            .with(|map| map.remove(&(group.to_string(), sha1.to_string())));
+        if let Some(h) = removed {
             h.revoked.cancel();
         }
     }
 
     /// Withdraws every holding (logout).
     pub fn clear(&self) {
-        if let Ok(mut map) = self.map.lock() {
-            for (_, h) in map.drain() {
-                h.revoked.cancel();
-            }
+        let all: Vec<_> = self.map.with(|map| map.drain().collect());
+        for (_, h) in all {
+            h.revoked.cancel();
         }
     }
 
     pub fn all(&self) -> Vec<Arc<Holding>> {
-        self.map
-            .lock()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
+        self.map.with(|m| m.values().cloned().collect())
     }
 }

@@ -12,14 +12,21 @@ pub mod config;
 pub mod control_socket;
 pub mod daemon;
 pub mod download;
+pub mod grant_key;
 pub mod hashing;
 pub mod holdings;
 pub mod peer_server;
+pub mod plane;
 pub mod rate_limit;
+pub mod session;
 pub mod shares;
 pub mod state;
+pub mod sync;
+#[cfg(test)]
+mod testing;
 pub mod tracker_client;
 pub mod upload_spread;
+pub mod user_tracker;
 
 use config::Config;
 use daemon::Daemon;
@@ -125,17 +132,26 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
         "p2pd ready"
     );
     let peer_port = peers.local_addr()?.port();
-    let daemon = Arc::new(Daemon::new(
+    let tracker = tracker_client::TrackerClient::new(config.trackers.trackers.clone());
+    let daemon = Daemon::new(
         config.clone(),
-        state,
+        state::State::new(state),
+        tracker,
         peer_port,
         shutdown.clone(),
+    )
+    .await?;
+    let daemon = Arc::new(daemon);
+    let plane = Arc::clone(&daemon.plane);
+    let peer_server = tokio::spawn(peer_server::serve(peers, Arc::clone(&plane)));
+    let announcer = tokio::spawn(announcer::run(
+        Arc::clone(&plane),
+        Arc::clone(&daemon.tracker),
+        peer_port,
     ));
-    let peer_server = tokio::spawn(peer_server::serve(peers, Arc::clone(&daemon)));
-    let announcer = tokio::spawn(announcer::run(Arc::clone(&daemon)));
-    if let Some(session) = daemon.session().await.ok().flatten() {
+    if let Some(session) = daemon.session.get() {
         tracing::info!(user = %session.user, "resuming session");
-        shares::restore(&daemon, &session.user).await;
+        shares::restore(&plane, &daemon.downloads, &session.user).await;
     }
     p2p_proto::service::notify_ready();
     control_socket::serve(control, Arc::clone(&daemon), shutdown).await;

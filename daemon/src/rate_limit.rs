@@ -4,7 +4,7 @@
 //! many connections together never exceed the rate. The bucket holds at most a quarter second
 //! of tokens (at least one piece), which keeps bursts short.
 
-use std::sync::Mutex;
+use crate::sync::Locked;
 use std::time::{Duration, Instant};
 
 /// The pure arithmetic of the bucket, testable without clocks.
@@ -43,7 +43,7 @@ impl TokenBucket {
 
 /// A limit in bytes per second, or none.
 pub struct RateLimit {
-    bucket: Option<Mutex<TokenBucket>>,
+    bucket: Option<Locked<TokenBucket>>,
 }
 
 impl RateLimit {
@@ -52,7 +52,7 @@ impl RateLimit {
         Self {
             bucket: bytes_per_sec.map(|rate| {
                 let burst = (rate / 4).max(p2p_proto::files::PIECE_SIZE);
-                Mutex::new(TokenBucket::new(rate, burst, Instant::now()))
+                Locked::new(TokenBucket::new(rate, burst, Instant::now()))
             }),
         }
     }
@@ -62,10 +62,7 @@ impl RateLimit {
         let Some(bucket) = &self.bucket else {
             return;
         };
-        let wait = match bucket.lock() {
-            Ok(mut b) => b.reserve(bytes, Instant::now()),
-            Err(_) => Duration::ZERO,
-        };
+        let wait = bucket.with(|b| b.reserve(bytes, Instant::now()));
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }

@@ -1,9 +1,10 @@
 //! The user's shares: restored at login and start-up, checked against the disk, withdrawn
 //! when the file changed behind our back.
 
-use crate::daemon::Daemon;
+use crate::download::Downloads;
 use crate::hashing::size_and_mtime;
 use crate::holdings::Holding;
+use crate::plane::Plane;
 use crate::state::{ShareRecord, StoredState, file_key};
 use p2p_proto::bitfield::Bitfield;
 use p2p_proto::files::FileMeta;
@@ -18,16 +19,18 @@ pub fn changed(holding: &Holding) -> bool {
 }
 
 /// Stops offering a share whose file changed, with a warning.
-pub async fn withdraw(daemon: &Daemon, share_key: &str, holding: &Holding) {
+pub async fn withdraw(plane: &Plane, share_key: &str, holding: &Holding) {
     tracing::warn!(
         file = %holding.path().display(),
         group = %holding.group,
         "shared file changed on disk (size or mtime); no longer offered"
     );
-    daemon.holdings.remove(&holding.group, &holding.meta.sha1);
+    plane.holdings.remove(&holding.group, &holding.meta.sha1);
     let key = share_key.to_string();
-    let _ = daemon.with_state(move |s| Ok(s.remove_share(&key)?)).await;
-    daemon.announce_now.notify_one();
+    if let Err(e) = plane.state.run(move |s| s.remove_share(&key)).await {
+        tracing::error!(error = %e, "cannot forget a withdrawn share");
+    }
+    plane.announce.now();
 }
 
 /// A holding for a share record. Piece hashes are not kept with shares (a downloader checks
@@ -52,27 +55,28 @@ pub fn holding_for(share: &ShareRecord) -> Holding {
 }
 
 /// Offers every share of `user` again and resumes their downloads (after login or start-up).
-pub async fn restore(daemon: &Arc<Daemon>, user: &str) {
-    let shares = match daemon.with_state(|s| Ok(s.shares()?)).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot read shares");
-            Vec::new()
-        }
-    };
+pub async fn restore(plane: &Arc<Plane>, running: &Arc<Downloads>, user: &str) {
+    let shares = plane.state.run(|s| s.shares()).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot read shares");
+        Vec::new()
+    });
     for share in shares.into_iter().filter(|s| s.user == user) {
         let holding = holding_for(&share);
         if changed(&holding) {
             let key = file_key(&share.user, &share.group, &share.name);
-            withdraw(daemon, &key, &holding).await;
+            withdraw(plane, &key, &holding).await;
             continue;
         }
-        daemon.holdings.insert(Arc::new(holding));
+        plane.holdings.insert(Arc::new(holding));
     }
-    let downloads = daemon
-        .with_state(|s| Ok(s.downloads()?))
+    let downloads = plane
+        .state
+        .run(|s| s.downloads())
         .await
-        .unwrap_or_default();
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot read downloads");
+            Vec::new()
+        });
     for record in downloads
         .into_iter()
         .filter(|r| r.user == user && r.state == StoredState::Active)
@@ -80,14 +84,13 @@ pub async fn restore(daemon: &Arc<Daemon>, user: &str) {
         let name = record.meta.name.clone();
         if !record.part_path.exists() && record.destination.exists() {
             // Moved into place, but the daemon died before recording it complete.
-            crate::download::recover_moved(daemon, record).await;
+            crate::download::recover_moved(plane, record).await;
             continue;
         }
-        if let Err(e) = crate::download::start(daemon, record, false) {
-            tracing::error!(file = %name, error = %e, "cannot resume download");
-        } else {
-            tracing::info!(file = %name, "download resumed");
+        match crate::download::start(plane, running, record, false).await {
+            Ok(()) => tracing::info!(file = %name, "download resumed"),
+            Err(e) => tracing::error!(file = %name, error = %e, "cannot resume download"),
         }
     }
-    daemon.announce_now.notify_one();
+    plane.announce.now();
 }

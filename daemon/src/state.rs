@@ -12,6 +12,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const SESSION: TableDefinition<&str, &[u8]> = TableDefinition::new("session");
 const CURRENT: &str = "current";
@@ -45,6 +46,8 @@ pub enum StateError {
         what: &'static str,
         reason: String,
     },
+    #[error("database task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl From<StateError> for p2p_proto::ErrorReply {
@@ -99,6 +102,9 @@ pub struct DownloadRecord {
     /// Peers banned from this download, with the reason (kept after it ends).
     #[serde(default)]
     pub banned: Vec<p2p_proto::control::BannedPeer>,
+    /// The peers it got pieces from, and how much (kept after it ends).
+    #[serde(default)]
+    pub sources: Vec<p2p_proto::control::SourceInfo>,
 }
 
 /// A download's verified pieces, with the size and mtime its part file had when they were
@@ -135,6 +141,37 @@ pub fn file_key(user: &str, group: &str, name: &str) -> String {
 pub struct StateDb {
     db: Database,
     path: PathBuf,
+}
+
+/// The database as the async code holds it: shared, with every call run on the blocking pool
+/// so redb's disk I/O never stalls an async thread.
+#[derive(Clone)]
+pub struct State {
+    db: Arc<StateDb>,
+}
+
+impl State {
+    pub fn new(db: StateDb) -> Self {
+        Self { db: Arc::new(db) }
+    }
+
+    /// Runs `op` on the blocking pool.
+    pub async fn run<R, E>(
+        &self,
+        op: impl FnOnce(&StateDb) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<tokio::task::JoinError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || op(&db)).await?
+    }
+
+    /// The database itself, for code that already runs on the blocking pool.
+    pub fn blocking(&self) -> &StateDb {
+        &self.db
+    }
 }
 
 impl StateDb {

@@ -6,18 +6,19 @@
 //!
 //! Failover: a request goes first to the tracker that last served us, then to the others in
 //! file order. A connection error, a timeout or an `unavailable` answer moves on to the next
-//! tracker; a `not_primary` answer moves to the primary it names. Rounds repeat (a tracker that
-//! timed out is skipped while another one might answer) until [`CALL_DEADLINE`]. Every attempt
-//! carries the same request id, and the tracker applies an id at most once, so a retried write
-//! is never applied twice.
+//! tracker; a `not_primary` answer moves to the primary it names, if that tracker is in our own
+//! list (a redirect elsewhere is ignored). Rounds repeat (a tracker that timed out is skipped
+//! while another one might answer) until [`Timing::deadline`]. Every attempt carries the same
+//! request id, and the tracker applies an id at most once, so a retried write is never applied
+//! twice.
 
+use crate::sync::Locked;
 use p2p_proto::limits::{MAX_TRACKER_FRAME, TRACKER_CONNECT_TIMEOUT};
 use p2p_proto::token::new_request_id;
 use p2p_proto::tracker::{TrackerCall, TrackerReply, TrackerRequest, TrackerResponse};
-use p2p_proto::{ErrorKind, ErrorReply, MessageStream};
+use p2p_proto::{ErrorKind, ErrorReply, FrameError, MessageStream};
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -27,17 +28,36 @@ type Conn = MessageStream<TcpStream>;
 
 /// Most idle connections kept for reuse.
 const MAX_IDLE: usize = 4;
-/// How long one attempt at one tracker may take (a frozen tracker accepts but never answers).
-const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(3500);
-/// How long a call keeps trying before it reports the trackers unavailable.
-const CALL_DEADLINE: Duration = Duration::from_secs(12);
-/// Pause between rounds over all trackers.
-const ROUND_PAUSE: Duration = Duration::from_millis(200);
+
+/// How long the client waits for what.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// One TCP connect.
+    pub connect: Duration,
+    /// One attempt at one tracker (a frozen tracker accepts but never answers).
+    pub attempt: Duration,
+    /// The whole call, over every tracker and round, before it reports `unavailable`.
+    pub deadline: Duration,
+    /// Pause between rounds over all trackers.
+    pub round_pause: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            connect: TRACKER_CONNECT_TIMEOUT,
+            attempt: Duration::from_millis(3500),
+            deadline: Duration::from_secs(12),
+            round_pause: Duration::from_millis(200),
+        }
+    }
+}
 
 pub struct TrackerClient {
     trackers: Vec<SocketAddr>,
-    idle: Mutex<Vec<(SocketAddr, Conn)>>,
-    status: Mutex<LinkStatus>,
+    timing: Timing,
+    idle: Locked<Vec<(SocketAddr, Conn)>>,
+    status: Locked<LinkStatus>,
     /// Woken when the tracker in use changes, so the daemon re-announces its files there.
     pub switched: Notify,
 }
@@ -51,25 +71,49 @@ pub struct LinkStatus {
     preferred: Option<SocketAddr>,
 }
 
+/// Why one attempt at one tracker failed.
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error("cannot connect: {0}")]
+    Connect(std::io::Error),
+    #[error("connect timed out")]
+    ConnectTimeout,
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("connection closed")]
+    Closed,
+    #[error("answer to another request")]
+    OtherAnswer,
+    #[error("no answer within {0:?}")]
+    NoAnswer(Duration),
+    /// The tracker answered `unavailable` (it cannot serve now: starting, lost its lease, …).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
 enum Attempt {
     Answered(Result<TrackerReply, ErrorReply>),
     Redirect(Option<SocketAddr>, String),
-    Failed(String),
-    TimedOut(String),
+    Failed(LinkError),
 }
 
 impl TrackerClient {
     pub fn new(trackers: Vec<SocketAddr>) -> Self {
+        Self::with_timing(trackers, Timing::default())
+    }
+
+    pub fn with_timing(trackers: Vec<SocketAddr>, timing: Timing) -> Self {
         Self {
             trackers,
-            idle: Mutex::new(Vec::new()),
-            status: Mutex::new(LinkStatus::default()),
+            timing,
+            idle: Locked::default(),
+            status: Locked::default(),
             switched: Notify::new(),
         }
     }
 
     pub fn status(&self) -> LinkStatus {
-        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+        self.status.get()
     }
 
     /// Sends one request and returns the tracker's answer, failing over as described above.
@@ -79,7 +123,7 @@ impl TrackerClient {
         call: TrackerCall,
     ) -> Result<TrackerReply, ErrorReply> {
         let request = TrackerRequest::new(new_request_id(), session.map(str::to_string), call);
-        let deadline = Instant::now() + CALL_DEADLINE;
+        let deadline = Instant::now() + self.timing.deadline;
         let mut failures: Vec<String> = Vec::new();
         let mut timed_out: HashSet<SocketAddr> = HashSet::new();
         let mut redirect: Option<SocketAddr> = None;
@@ -108,20 +152,21 @@ impl TrackerClient {
                             break;
                         }
                     }
-                    Attempt::Failed(msg) => failures.push(format!("{addr}: {msg}")),
-                    Attempt::TimedOut(msg) => {
-                        timed_out.insert(addr);
-                        failures.push(format!("{addr}: {msg}"));
+                    Attempt::Failed(e) => {
+                        if matches!(e, LinkError::NoAnswer(_)) {
+                            timed_out.insert(addr);
+                        }
+                        failures.push(format!("{addr}: {e}"));
                     }
                 }
             }
-            if Instant::now() + ROUND_PAUSE >= deadline {
+            if Instant::now() + self.timing.round_pause >= deadline {
                 break;
             }
             // The first redirect is followed at once; trackers that keep redirecting (they
             // disagree about who is primary, for a moment) are retried at the normal pace.
             if redirect.is_none() || redirects > 1 {
-                tokio::time::sleep(ROUND_PAUSE).await;
+                tokio::time::sleep(self.timing.round_pause).await;
             }
         }
         let summary = failures
@@ -142,7 +187,7 @@ impl TrackerClient {
     /// Trackers to try, best first: a redirect target, the last one that served us, then
     /// the rest in file order.
     fn order(&self, redirect: Option<SocketAddr>) -> Vec<SocketAddr> {
-        let preferred = self.status.lock().ok().and_then(|s| s.preferred);
+        let preferred = self.status.with(|s| s.preferred);
         let mut order: Vec<SocketAddr> = redirect.into_iter().chain(preferred).collect();
         for addr in &self.trackers {
             if !order.contains(addr) {
@@ -156,88 +201,89 @@ impl TrackerClient {
     async fn attempt(&self, addr: SocketAddr, request: &TrackerRequest) -> Attempt {
         let mut conn = match self.take_connection(addr).await {
             Ok(c) => c,
-            Err(msg) => return Attempt::Failed(msg),
+            Err(e) => return Attempt::Failed(e),
         };
-        match tokio::time::timeout(ATTEMPT_TIMEOUT, exchange(&mut conn, request)).await {
-            Err(_) => Attempt::TimedOut(format!("no answer within {ATTEMPT_TIMEOUT:?}")),
-            Ok(Err(msg)) => Attempt::Failed(msg),
-            Ok(Ok(response)) => {
-                self.put_back(addr, conn);
-                match response.result {
-                    Err(e) if e.kind == ErrorKind::NotPrimary => {
-                        let to = e.redirect.as_deref().and_then(|r| r.parse().ok());
-                        Attempt::Redirect(to, e.message)
-                    }
-                    Err(e) if e.kind == ErrorKind::Unavailable => Attempt::Failed(e.message),
-                    result => Attempt::Answered(result),
-                }
+        let limit = self.timing.attempt;
+        let response = match tokio::time::timeout(limit, exchange(&mut conn, request)).await {
+            Err(_) => return Attempt::Failed(LinkError::NoAnswer(limit)),
+            Ok(Err(e)) => return Attempt::Failed(e),
+            Ok(Ok(response)) => response,
+        };
+        self.put_back(addr, conn);
+        match response.result {
+            Err(e) if e.kind == ErrorKind::NotPrimary => {
+                let to = e.redirect.as_deref().and_then(|r| r.parse().ok());
+                Attempt::Redirect(to, e.message)
             }
+            Err(e) if e.kind == ErrorKind::Unavailable => {
+                Attempt::Failed(LinkError::Unavailable(e.message))
+            }
+            result => Attempt::Answered(result),
         }
     }
 
-    async fn take_connection(&self, addr: SocketAddr) -> Result<Conn, String> {
-        if let Some(conn) = self.idle.lock().ok().and_then(|mut idle| {
+    async fn take_connection(&self, addr: SocketAddr) -> Result<Conn, LinkError> {
+        let pooled = self.idle.with(|idle| {
             let i = idle.iter().position(|(a, _)| *a == addr)?;
             Some(idle.swap_remove(i).1)
-        }) {
+        });
+        if let Some(conn) = pooled {
             return Ok(conn);
         }
-        match tokio::time::timeout(TRACKER_CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                Ok(MessageStream::new(stream, MAX_TRACKER_FRAME))
-            }
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("connect timed out".into()),
-        }
+        let stream = tokio::time::timeout(self.timing.connect, TcpStream::connect(addr))
+            .await
+            .map_err(|_| LinkError::ConnectTimeout)?
+            .map_err(LinkError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        Ok(MessageStream::new(stream, MAX_TRACKER_FRAME))
     }
 
     fn put_back(&self, addr: SocketAddr, conn: Conn) {
-        if let Ok(mut idle) = self.idle.lock()
-            && idle.len() < MAX_IDLE
-        {
-            idle.push((addr, conn));
-        }
+        self.idle.with(|idle| {
+            if idle.len() < MAX_IDLE {
+                idle.push((addr, conn));
+            }
+        });
     }
 
     fn note_success(&self, addr: SocketAddr) {
-        let switched = match self.status.lock() {
-            Ok(mut status) => {
-                let switched = status.preferred.is_some_and(|p| p != addr);
-                if status.current != Some(addr) {
-                    tracing::info!(tracker = %addr, "using tracker");
-                }
-                status.current = Some(addr);
-                status.preferred = Some(addr);
-                switched
+        let switched = self.status.with(|status| {
+            let switched = status.preferred.is_some_and(|p| p != addr);
+            if status.current != Some(addr) {
+                tracing::info!(tracker = %addr, "using tracker");
             }
-            Err(_) => false,
-        };
+            status.current = Some(addr);
+            status.preferred = Some(addr);
+            switched
+        });
         if switched {
             self.switched.notify_one();
         }
     }
 
     fn note_failure(&self, error: &str) {
-        if let Ok(mut status) = self.status.lock() {
+        self.status.with(|status| {
             status.current = None;
             status.last_error = Some(error.to_string());
-        }
+        });
     }
 }
 
-async fn exchange(conn: &mut Conn, request: &TrackerRequest) -> Result<TrackerResponse, String> {
-    conn.send(request).await.map_err(|e| e.to_string())?;
-    match conn.recv::<TrackerResponse>().await {
-        Ok(Some(response)) if response.id == request.id => Ok(response),
-        Ok(Some(response)) => match response.result {
-            // The tracker could not read our frame: a version mismatch or a bug; do not retry.
-            Err(e) if response.id.is_empty() => {
-                Ok(TrackerResponse::new(request.id.clone(), Err(e)))
-            }
-            _ => Err("answer to another request".into()),
-        },
-        Ok(None) => Err("connection closed".into()),
-        Err(e) => Err(e.to_string()),
+async fn exchange(conn: &mut Conn, request: &TrackerRequest) -> Result<TrackerResponse, LinkError> {
+    conn.send(request).await?;
+    let response = conn
+        .recv::<TrackerResponse>()
+        .await?
+        .ok_or(LinkError::Closed)?;
+    if response.id == request.id {
+        return Ok(response);
+    }
+    match response.result {
+        // The tracker could not read our frame: a version mismatch or a bug; do not retry.
+        Err(e) if response.id.is_empty() => Ok(TrackerResponse::new(request.id.clone(), Err(e))),
+        _ => Err(LinkError::OtherAnswer),
     }
 }
+
+#[cfg(test)]
+mod tests;

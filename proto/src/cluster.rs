@@ -1,7 +1,7 @@
 //! The cluster protocol between the two trackers.
 //!
 //! A connection opens as a tracker connection whose first request is
-//! [`TrackerCall::ClusterHello`](crate::tracker::TrackerCall::ClusterHello) carrying the
+//! `TrackerCall::ClusterHello` (of the tracker protocol) carrying the
 //! connector's number and a random nonce. The acceptor answers with a [`ClusterMsg::Challenge`]:
 //! its own nonce and a proof `HMAC-SHA256(key, "acceptor" | nonce_c | nonce_s)`. The connector
 //! checks it and sends [`ClusterMsg::Auth`] with `HMAC(key, "connector" | nonce_c | nonce_s)`,

@@ -4,7 +4,7 @@
 
 use crate::ErrorReply;
 use crate::frame::Message;
-use crate::tracker::{GroupInfo, LeftGroup};
+use crate::views::{FileInfo, GroupInfo, LeftGroup};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -128,15 +128,6 @@ pub enum CtlReply {
     },
 }
 
-/// One file of a group as `list_files` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileInfo {
-    pub name: String,
-    pub size: u64,
-    /// Peers online that hold the whole file or part of it.
-    pub seeders: usize,
-}
-
 /// Where a download stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -168,6 +159,20 @@ pub struct DownloadInfo {
     pub detail: Option<String>,
     /// Peers banned from this download, with the reason.
     pub banned: Vec<BannedPeer>,
+    /// Every peer this download connected to, and what it delivered.
+    #[serde(default)]
+    pub sources: Vec<SourceInfo>,
+}
+
+/// One peer of a download.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// `ip:port` of the peer.
+    pub peer: String,
+    /// Connected now.
+    pub connected: bool,
+    /// Bytes of verified pieces it delivered.
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

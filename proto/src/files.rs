@@ -1,5 +1,6 @@
 //! File metadata: what `upload_file` records and a downloader verifies against.
 
+use crate::ErrorReply;
 use serde::{Deserialize, Serialize};
 
 /// Size of a piece: the unit of transfer and verification.
@@ -12,6 +13,35 @@ pub const MAX_FILE_SIZE: u64 = 128 << 30;
 
 /// Longest file name, in bytes.
 pub const MAX_FILE_NAME: usize = 255;
+
+/// Why a file name or file metadata is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    #[error("invalid file name {0:?}")]
+    BadName(String),
+    #[error("file name is longer than {MAX_FILE_NAME} bytes")]
+    NameTooLong,
+    #[error("file name {0:?} contains '/', NUL or a control character")]
+    BadChar(String),
+    #[error("file is larger than {MAX_FILE_SIZE} bytes")]
+    TooLarge,
+    #[error("file SHA-1 must be 40 hex characters")]
+    BadSha1,
+    #[error("a {size}-byte file has {expected} pieces, not {got}")]
+    PieceCount {
+        size: u64,
+        expected: usize,
+        got: usize,
+    },
+    #[error("piece hashes must be 40 hex characters")]
+    BadPieceHash,
+}
+
+impl From<FileError> for ErrorReply {
+    fn from(e: FileError) -> Self {
+        ErrorReply::invalid(e.to_string())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileMeta {
@@ -36,24 +66,24 @@ impl FileMeta {
     }
 
     /// Checks the shape: a valid name, a bounded size, the right number of 40-hex hashes.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), FileError> {
         validate_file_name(&self.name)?;
         if self.size > MAX_FILE_SIZE {
-            return Err(format!("file is larger than {MAX_FILE_SIZE} bytes"));
+            return Err(FileError::TooLarge);
         }
         if !is_sha1_hex(&self.sha1) {
-            return Err("file SHA-1 must be 40 hex characters".into());
+            return Err(FileError::BadSha1);
         }
-        if self.pieces.len() != Self::piece_count(self.size) {
-            return Err(format!(
-                "a {}-byte file has {} pieces, not {}",
-                self.size,
-                Self::piece_count(self.size),
-                self.pieces.len()
-            ));
+        let expected = Self::piece_count(self.size);
+        if self.pieces.len() != expected {
+            return Err(FileError::PieceCount {
+                size: self.size,
+                expected,
+                got: self.pieces.len(),
+            });
         }
         if !self.pieces.iter().all(|p| is_sha1_hex(p)) {
-            return Err("piece hashes must be 40 hex characters".into());
+            return Err(FileError::BadPieceHash);
         }
         Ok(())
     }
@@ -67,21 +97,18 @@ pub fn is_sha1_hex(s: &str) -> bool {
 
 /// A file name that is safe to create in a directory: not empty, not `.` or `..`, no `/`, no
 /// NUL, no control characters, at most [`MAX_FILE_NAME`] bytes.
-pub fn validate_file_name(name: &str) -> Result<(), String> {
+pub fn validate_file_name(name: &str) -> Result<(), FileError> {
     if name.is_empty() || name == "." || name == ".." {
-        return Err(format!("invalid file name {name:?}"));
+        return Err(FileError::BadName(name.to_string()));
     }
     if name.len() > MAX_FILE_NAME {
-        return Err(format!("file name is longer than {MAX_FILE_NAME} bytes"));
+        return Err(FileError::NameTooLong);
     }
     if name
         .chars()
         .any(|c| c == '/' || c == '\0' || c.is_control())
     {
-        return Err(format!(
-            "file name {:?} contains '/', NUL or a control character",
-            name.chars().take(80).collect::<String>()
-        ));
+        return Err(FileError::BadChar(name.chars().take(80).collect()));
     }
     Ok(())
 }

@@ -6,11 +6,14 @@
 //! between frames and an error on a close in the middle of one.
 
 use bytes::Bytes;
+use bytes::BytesMut;
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::{Framed, LengthDelimitedCodec, LengthDelimitedCodecError};
+use tokio_util::codec::{
+    Decoder, Encoder, Framed, LengthDelimitedCodec, LengthDelimitedCodecError,
+};
 
 /// A message of one of the JSON protocols. `VERSION` is the protocol's version; every message
 /// carries it in its `v` field.
@@ -44,12 +47,62 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
-/// Builds the codec every JSON protocol uses.
-pub fn codec(max_frame: usize) -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .length_field_type::<u32>()
-        .max_frame_length(max_frame)
-        .new_codec()
+/// The codec every JSON protocol uses: a 4-byte big-endian length, then the body. It reports a
+/// frame over the limit, and a stream that ends inside a frame, as typed [`FrameError`]s.
+pub struct FrameCodec {
+    inner: LengthDelimitedCodec,
+    max_frame: usize,
+}
+
+impl FrameCodec {
+    pub fn new(max_frame: usize) -> Self {
+        Self {
+            inner: LengthDelimitedCodec::builder()
+                .length_field_type::<u32>()
+                .max_frame_length(max_frame)
+                .new_codec(),
+            max_frame,
+        }
+    }
+
+    fn classify(&self, e: std::io::Error) -> FrameError {
+        if e.get_ref()
+            .is_some_and(|inner| inner.is::<LengthDelimitedCodecError>())
+        {
+            return FrameError::TooLarge {
+                max: self.max_frame,
+            };
+        }
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            return FrameError::Truncated;
+        }
+        FrameError::Io(e)
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = BytesMut;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
+        self.inner.decode(src).map_err(|e| self.classify(e))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() => Ok(None),
+            None => Err(FrameError::Truncated),
+        }
+    }
+}
+
+impl Encoder<Bytes> for FrameCodec {
+    type Error = FrameError;
+
+    fn encode(&mut self, body: Bytes, dst: &mut BytesMut) -> Result<(), FrameError> {
+        self.inner.encode(body, dst).map_err(|e| self.classify(e))
+    }
 }
 
 /// Decodes one frame body: checks the version first, then parses the whole message.
@@ -85,14 +138,14 @@ pub fn encode<T: Message>(msg: &T) -> Result<Bytes, FrameError> {
 
 /// One connection speaking a JSON protocol: owns the framing, hands out whole messages.
 pub struct MessageStream<S> {
-    framed: Framed<S, LengthDelimitedCodec>,
+    framed: Framed<S, FrameCodec>,
     max_frame: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> MessageStream<S> {
     pub fn new(io: S, max_frame: usize) -> Self {
         Self {
-            framed: Framed::new(io, codec(max_frame)),
+            framed: Framed::new(io, FrameCodec::new(max_frame)),
             max_frame,
         }
     }
@@ -102,7 +155,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MessageStream<S> {
         match self.framed.next().await {
             None => Ok(None),
             Some(Ok(body)) => decode(&body).map(Some),
-            Some(Err(e)) => Err(self.classify(e)),
+            Some(Err(e)) => Err(e),
         }
     }
 
@@ -124,30 +177,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MessageStream<S> {
                 max: self.max_frame,
             });
         }
-        self.framed.send(body).await.map_err(|e| self.classify(e))
+        self.framed.send(body).await
+    }
+
+    /// The underlying connection.
+    pub fn get_ref(&self) -> &S {
+        self.framed.get_ref()
     }
 
     /// Gives back the underlying connection.
     pub fn into_inner(self) -> S {
         self.framed.into_inner()
-    }
-
-    fn classify(&self, e: std::io::Error) -> FrameError {
-        if e.get_ref()
-            .is_some_and(|inner| inner.is::<LengthDelimitedCodecError>())
-        {
-            return FrameError::TooLarge {
-                max: self.max_frame,
-            };
-        }
-        // Framed reports bytes left over at end of stream as this error kind.
-        if e.kind() == std::io::ErrorKind::Other && e.to_string().contains("bytes remaining") {
-            return FrameError::Truncated;
-        }
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            return FrameError::Truncated;
-        }
-        FrameError::Io(e)
     }
 }
 

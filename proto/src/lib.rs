@@ -6,7 +6,10 @@
 //! Three protocols exist:
 //! - the tracker protocol ([`tracker`]): `p2pd` ↔ `trackerd`, TCP, JSON frames;
 //! - the control protocol ([`control`]): `p2pctl` ↔ `p2pd`, Unix socket, JSON frames;
-//! - the peer protocol (later): `p2pd` ↔ `p2pd`, TCP, binary piece frames.
+//! - the peer protocol ([`peer`]): `p2pd` ↔ `p2pd`, TCP, binary piece frames;
+//! - the cluster protocol ([`cluster`]): `trackerd` ↔ `trackerd`, TCP, JSON frames.
+//!
+//! What the tracker and control protocols both show (groups, files) is in [`views`].
 //!
 //! Each JSON message carries `v`, its protocol's version; a frame whose `v` differs is refused
 //! with [`FrameError::VersionMismatch`] before the rest of it is looked at.
@@ -29,6 +32,7 @@ pub mod signals;
 pub mod token;
 pub mod tracker;
 pub mod tracker_info;
+pub mod views;
 
 pub use error::{ErrorKind, ErrorReply};
 pub use frame::{FrameError, Message, MessageStream};

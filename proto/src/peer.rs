@@ -53,6 +53,23 @@ pub enum PeerFrame {
     KeepAlive,
 }
 
+impl PeerFrame {
+    /// The frame's type as the table above names it, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PeerFrame::Hello(_) => "HELLO",
+            PeerFrame::Welcome(_) => "WELCOME",
+            PeerFrame::Error(_) => "ERROR",
+            PeerFrame::Have(_) => "HAVE",
+            PeerFrame::Request(_) => "REQUEST",
+            PeerFrame::Cancel(_) => "CANCEL",
+            PeerFrame::Piece { .. } => "PIECE",
+            PeerFrame::Reject(_) => "REJECT",
+            PeerFrame::KeepAlive => "KEEPALIVE",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PeerWireError {
     #[error("peer frame of {0} bytes exceeds the limit")]
@@ -61,8 +78,22 @@ pub enum PeerWireError {
     Malformed(String),
     #[error("peer protocol version mismatch: got {got}, expected {PEER_VERSION}")]
     Version { got: u32 },
+    #[error("connection closed in the middle of a frame")]
+    Truncated,
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl PeerWireError {
+    /// True when the peer broke the protocol (as opposed to the connection breaking).
+    pub fn is_violation(&self) -> bool {
+        matches!(
+            self,
+            PeerWireError::TooLarge(_)
+                | PeerWireError::Malformed(_)
+                | PeerWireError::Version { .. }
+        )
+    }
 }
 
 /// Encodes and decodes [`PeerFrame`]s.
@@ -161,6 +192,15 @@ impl Decoder for PeerCodec {
             }
         };
         Ok(Some(frame))
+    }
+
+    /// At the end of the stream, bytes of an unfinished frame are [`PeerWireError::Truncated`].
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<PeerFrame>, PeerWireError> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() => Ok(None),
+            None => Err(PeerWireError::Truncated),
+        }
     }
 }
 

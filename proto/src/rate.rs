@@ -1,8 +1,17 @@
 //! Rates on the command line: bytes per second with K/M/G suffixes as powers of 1024
 //! (`4M` = 4 MiB/s); `0` means unlimited.
 
+/// Why a rate is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RateError {
+    #[error("invalid rate {0:?}: use a number with K, M or G (e.g. 4M)")]
+    Invalid(String),
+    #[error("rate {0:?} is out of range")]
+    OutOfRange(String),
+}
+
 /// Parses a rate; `Ok(None)` for 0 (unlimited).
-pub fn parse_rate(text: &str) -> Result<Option<u64>, String> {
+pub fn parse_rate(text: &str) -> Result<Option<u64>, RateError> {
     let t = text.trim();
     let (digits, unit) = match t
         .char_indices()
@@ -16,18 +25,14 @@ pub fn parse_rate(text: &str) -> Result<Option<u64>, String> {
         "K" | "k" | "Ki" => 1 << 10,
         "M" | "m" | "Mi" => 1 << 20,
         "G" | "g" | "Gi" => 1 << 30,
-        _ => {
-            return Err(format!(
-                "invalid rate {text:?}: use a number with K, M or G (e.g. 4M)"
-            ));
-        }
+        _ => return Err(RateError::Invalid(text.to_string())),
     };
     let value: f64 = digits
         .parse()
-        .map_err(|_| format!("invalid rate {text:?}: use a number with K, M or G (e.g. 4M)"))?;
+        .map_err(|_| RateError::Invalid(text.to_string()))?;
     let bytes = value * multiplier as f64;
     if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 / 2.0 {
-        return Err(format!("rate {text:?} is out of range"));
+        return Err(RateError::OutOfRange(text.to_string()));
     }
     Ok(match bytes as u64 {
         0 => None,

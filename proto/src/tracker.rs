@@ -9,10 +9,10 @@
 //! `protocol` error carrying the id `""` and the connection is closed.
 
 use crate::ErrorReply;
-use crate::control::FileInfo;
 use crate::files::FileMeta;
 use crate::frame::Message;
 use crate::grant::Grant;
+use crate::views::{FileInfo, GroupInfo, LeftGroup};
 use serde::{Deserialize, Serialize};
 
 /// Version of the tracker protocol.
@@ -207,35 +207,6 @@ pub enum TrackerReply {
         peers: Vec<PeerInfo>,
         grant: Grant,
     },
-}
-
-/// One group as `list_groups` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupInfo {
-    pub group: String,
-    pub owner: String,
-    pub members: usize,
-    /// The asking user's relation to the group.
-    pub membership: Membership,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Membership {
-    Owner,
-    Member,
-    Pending,
-    None,
-}
-
-/// The outcome of `leave_group`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeftGroup {
-    pub group: String,
-    /// The member who became owner, when the owner left.
-    pub new_owner: Option<String>,
-    /// True when the group had no members left and was removed.
-    pub removed: bool,
 }
 
 impl TrackerRequest {

@@ -10,7 +10,6 @@ pub mod commands;
 pub mod log;
 pub mod password;
 pub mod records;
-pub mod replica_store;
 pub mod server;
 mod stdin;
 pub mod store;

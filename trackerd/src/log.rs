@@ -3,14 +3,13 @@
 //! Every change to the tracker's state is a [`LogRecord`]: a sequence number, the request id
 //! that caused it, the [`LogEntry`]s to apply and the reply the client got. A record is appended
 //! and applied in one redb transaction, so the state is always exactly the log replayed. The
-//! hot standby receives the same records and applies them with the same [`apply`]; request ids
+//! hot standby receives the same records and applies them the same way; request ids
 //! let a retried request be answered from the log instead of being applied twice.
 //!
-//! `apply` must be deterministic and must not fail on a record the primary accepted: all
-//! validation happens before a record is made.
+//! This module holds the data only; `store::apply` turns each entry into table changes, and
+//! must be deterministic and must not fail on a record the primary accepted: all validation
+//! happens before a record is made.
 
-use crate::records::{FileRecord, GroupRecord, SessionRecord, UserRecord};
-use crate::store::{StoreError, Tables};
 use p2p_proto::files::FileMeta;
 use p2p_proto::tracker::TrackerReply;
 use serde::{Deserialize, Serialize};
@@ -70,62 +69,4 @@ pub enum LogEntry {
         meta: FileMeta,
         user: String,
     },
-}
-
-/// Applies one entry to the state tables of a write transaction.
-pub fn apply(tables: &mut Tables<'_>, entry: &LogEntry) -> Result<(), StoreError> {
-    match entry {
-        LogEntry::UserCreated {
-            user,
-            password_hash,
-        } => tables.put_user(&UserRecord {
-            user: user.clone(),
-            password_hash: password_hash.clone(),
-        }),
-        LogEntry::SessionOpened { token_hash, user } => {
-            tables.put_session(token_hash, &SessionRecord { user: user.clone() })
-        }
-        LogEntry::SessionClosed { token_hash } => tables.remove_session(token_hash),
-        LogEntry::GroupCreated { group, owner } => tables.put_group(&GroupRecord {
-            group: group.clone(),
-            owner: owner.clone(),
-            members: vec![owner.clone()],
-            requests: Vec::new(),
-        }),
-        LogEntry::JoinRequested { group, user } => tables.update_group(group, |g| {
-            if !g.has_requested(user) && !g.is_member(user) {
-                g.requests.push(user.clone());
-            }
-        }),
-        LogEntry::RequestAccepted { group, user } => tables.update_group(group, |g| {
-            g.requests.retain(|r| r != user);
-            if !g.is_member(user) {
-                g.members.push(user.clone());
-            }
-        }),
-        LogEntry::MemberLeft { group, user } => {
-            let Some(mut record) = tables.group(group)? else {
-                return Ok(());
-            };
-            record.members.retain(|m| m != user);
-            match record.members.first() {
-                None => {
-                    tables.remove_group_files(group)?;
-                    tables.remove_group(group)
-                }
-                Some(first) => {
-                    if record.owner == *user {
-                        record.owner = first.clone();
-                    }
-                    tables.put_group(&record)
-                }
-            }
-        }
-        LogEntry::SigningKeyCreated { secret } => tables.put_signing_key(secret),
-        LogEntry::FileAdded { group, meta, user } => tables.put_file(&FileRecord {
-            group: group.clone(),
-            meta: meta.clone(),
-            added_by: user.clone(),
-        }),
-    }
 }

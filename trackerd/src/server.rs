@@ -100,7 +100,11 @@ async fn connection(
         };
         if let TrackerCall::ClusterHello { from, nonce } = request.call {
             if first {
-                crate::cluster::link::accept(&cluster, conn, peer, from, nonce).await;
+                if let Some(accepted) =
+                    crate::cluster::link::accept(&cluster, conn, peer, from, nonce).await
+                {
+                    cluster.serve_link(accepted).await;
+                }
             } else {
                 tracing::warn!(%peer, "cluster_hello in the middle of a connection; closing");
             }

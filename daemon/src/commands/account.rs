@@ -39,7 +39,7 @@ pub async fn login(
 ) -> Result<CtlReply, ErrorReply> {
     validate_id("user id", &user)?;
     validate_password(&password)?;
-    let previous = daemon.session().await?;
+    let previous = daemon.session.get();
     if let Some(previous) = &previous
         && previous.user != user
     {
@@ -64,9 +64,7 @@ pub async fn login(
         user: user.clone(),
         token,
     };
-    daemon
-        .with_state(move |s| Ok(s.set_session(Some(&session))?))
-        .await?;
+    daemon.session.set(Some(session)).await?;
     if let Some(previous) = &previous {
         // Close the session this login replaces; failing to is harmless.
         let _ = daemon
@@ -75,7 +73,7 @@ pub async fn login(
             .await;
     }
     if previous.is_none() {
-        crate::shares::restore(daemon, &user).await;
+        crate::shares::restore(&daemon.plane, &daemon.downloads, &user).await;
     }
     Ok(done(format!("logged in as {user}")))
 }
@@ -83,7 +81,7 @@ pub async fn login(
 /// Logs out: the tracker forgets the session and so does the daemon, even when the tracker
 /// cannot be reached (the session is then closed locally only).
 pub async fn logout(daemon: &Daemon) -> Result<CtlReply, ErrorReply> {
-    let session = daemon.require_session().await?;
+    let session = daemon.user().require_session()?;
     let result = daemon
         .tracker
         .call(Some(&session.token), TrackerCall::Logout)
@@ -95,7 +93,7 @@ pub async fn logout(daemon: &Daemon) -> Result<CtlReply, ErrorReply> {
     }
     // Stop sharing: no holdings, no downloads; both come back at the next login.
     daemon.downloads.stop_all();
-    daemon.holdings.clear();
-    daemon.with_state(|s| Ok(s.set_session(None)?)).await?;
+    daemon.plane.holdings.clear();
+    daemon.session.set(None).await?;
     Ok(done(format!("logged out {}", session.user)))
 }

@@ -17,7 +17,7 @@ pub async fn upload(
     group: String,
     path: PathBuf,
 ) -> Result<CtlReply, ErrorReply> {
-    let session = daemon.require_session().await?;
+    let session = daemon.user().require_session()?;
     validate_id("group id", &group)?;
     let meta = std::fs::metadata(&path).map_err(|e| {
         ErrorReply::invalid(format!("cannot read {}: {}", path.display(), io_reason(&e)))
@@ -33,7 +33,7 @@ pub async fn upload(
         .and_then(|n| n.to_str())
         .ok_or_else(|| ErrorReply::invalid(format!("{} has no usable file name", path.display())))?
         .to_string();
-    validate_file_name(&name).map_err(ErrorReply::invalid)?;
+    validate_file_name(&name)?;
     let (hash_path, hash_name) = (path.clone(), name.clone());
     let hashed = tokio::task::spawn_blocking(move || hash_file(&hash_path, &hash_name))
         .await
@@ -52,16 +52,18 @@ pub async fn upload(
         pieces,
     };
     daemon
-        .call_as_user(TrackerCall::UploadFile {
+        .user()
+        .call(TrackerCall::UploadFile {
             group: group.clone(),
             file: hashed.meta,
             port: daemon.peer_port,
         })
         .await?;
     let holding = crate::shares::holding_for(&share);
-    daemon.with_state(move |s| Ok(s.put_share(&share)?)).await?;
-    daemon.holdings.insert(Arc::new(holding));
-    daemon.announce_now.notify_one();
+    let plane = &daemon.plane;
+    plane.state.run(move |s| s.put_share(&share)).await?;
+    plane.holdings.insert(Arc::new(holding));
+    plane.announce.now();
     Ok(done(format!(
         "shared {name} in {group} ({size} bytes, {pieces} pieces)"
     )))
@@ -69,10 +71,7 @@ pub async fn upload(
 
 pub async fn list(daemon: &Daemon, group: String) -> Result<CtlReply, ErrorReply> {
     validate_id("group id", &group)?;
-    match daemon
-        .call_as_user(TrackerCall::ListFiles { group })
-        .await?
-    {
+    match daemon.user().call(TrackerCall::ListFiles { group }).await? {
         TrackerReply::Files { group, files } => Ok(CtlReply::Files { group, files }),
         other => Err(unexpected(other)),
     }
@@ -84,9 +83,9 @@ pub async fn download(
     file: String,
     destination: PathBuf,
 ) -> Result<CtlReply, ErrorReply> {
-    let session = daemon.require_session().await?;
+    let session = daemon.user().require_session()?;
     validate_id("group id", &group)?;
-    validate_file_name(&file).map_err(ErrorReply::invalid)?;
+    validate_file_name(&file)?;
     let dest = if destination.is_dir() {
         destination.join(&file)
     } else {
@@ -116,7 +115,8 @@ pub async fn download(
         ));
     }
     let (meta, peers) = match daemon
-        .call_as_user(TrackerCall::FetchFile {
+        .user()
+        .call(TrackerCall::FetchFile {
             group: group.clone(),
             name: file.clone(),
         })
@@ -154,22 +154,24 @@ pub async fn download(
         state: StoredState::Active,
         error: None,
         banned: Vec::new(),
+        sources: Vec::new(),
     };
     let stored = record.clone();
     let bitmap_key = key.clone();
     let pieces = record.meta.pieces.len();
     daemon
-        .with_state(move |s| {
+        .plane
+        .state
+        .run(move |s| {
             s.put_download(&stored)?;
             let empty = p2p_proto::bitfield::Bitfield::new(pieces);
             s.put_bitmap(
                 &bitmap_key,
                 &crate::state::StoredBitmap::new(&empty, (0, 0)),
-            )?;
-            Ok(())
+            )
         })
         .await?;
-    crate::download::start(daemon, record, true)?;
+    crate::download::start(&daemon.plane, &daemon.downloads, record, true).await?;
     Ok(done(format!(
         "downloading {file} from {} peer(s) into {}",
         peers.len(),
@@ -178,11 +180,13 @@ pub async fn download(
 }
 
 pub async fn show(daemon: &Arc<Daemon>) -> Result<CtlReply, ErrorReply> {
-    let session = daemon.require_session().await?;
-    let d = Arc::clone(daemon);
-    let downloads = tokio::task::spawn_blocking(move || crate::download::list(&d, &session.user))
-        .await
-        .map_err(|e| ErrorReply::internal(e.to_string()))??;
+    let session = daemon.user().require_session()?;
+    let live = Arc::clone(&daemon.downloads);
+    let downloads = daemon
+        .plane
+        .state
+        .run(move |db| crate::download::list(db, &live, &session.user))
+        .await?;
     Ok(CtlReply::Downloads { downloads })
 }
 
@@ -191,13 +195,13 @@ pub async fn stop_share(
     group: String,
     file: String,
 ) -> Result<CtlReply, ErrorReply> {
-    let session = daemon.require_session().await?;
+    let session = daemon.user().require_session()?;
     validate_id("group id", &group)?;
-    validate_file_name(&file).map_err(ErrorReply::invalid)?;
+    validate_file_name(&file)?;
     let key = file_key(&session.user, &group, &file);
     let lookup = key.clone();
-    let share = daemon.with_state(move |s| Ok(s.share(&lookup)?)).await?;
-    let held = daemon.holdings.remove_named(&group, &file);
+    let share = daemon.plane.state.run(move |s| s.share(&lookup)).await?;
+    let held = daemon.plane.holdings.remove_named(&group, &file);
     if share.is_none() && held.is_none() {
         return Err(ErrorReply::new(
             ErrorKind::NotFound,
@@ -205,10 +209,13 @@ pub async fn stop_share(
         ));
     }
     daemon
-        .with_state(move |s| Ok(s.remove_share(&key)?))
+        .plane
+        .state
+        .run(move |s| s.remove_share(&key))
         .await?;
     daemon
-        .call_as_user(TrackerCall::StopShare {
+        .user()
+        .call(TrackerCall::StopShare {
             group: group.clone(),
             name: file.clone(),
         })

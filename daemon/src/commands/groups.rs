@@ -11,7 +11,8 @@ use p2p_proto::tracker::{TrackerCall, TrackerReply};
 pub async fn create(daemon: &Daemon, group: String) -> Result<CtlReply, ErrorReply> {
     validate_id("group id", &group)?;
     daemon
-        .call_as_user(TrackerCall::CreateGroup {
+        .user()
+        .call(TrackerCall::CreateGroup {
             group: group.clone(),
         })
         .await?;
@@ -21,7 +22,8 @@ pub async fn create(daemon: &Daemon, group: String) -> Result<CtlReply, ErrorRep
 pub async fn join(daemon: &Daemon, group: String) -> Result<CtlReply, ErrorReply> {
     validate_id("group id", &group)?;
     daemon
-        .call_as_user(TrackerCall::JoinGroup {
+        .user()
+        .call(TrackerCall::JoinGroup {
             group: group.clone(),
         })
         .await?;
@@ -33,7 +35,8 @@ pub async fn join(daemon: &Daemon, group: String) -> Result<CtlReply, ErrorReply
 pub async fn leave(daemon: &Daemon, group: String) -> Result<CtlReply, ErrorReply> {
     validate_id("group id", &group)?;
     match daemon
-        .call_as_user(TrackerCall::LeaveGroup { group })
+        .user()
+        .call(TrackerCall::LeaveGroup { group })
         .await?
     {
         TrackerReply::Left(left) => Ok(CtlReply::Left(left)),
@@ -42,7 +45,7 @@ pub async fn leave(daemon: &Daemon, group: String) -> Result<CtlReply, ErrorRepl
 }
 
 pub async fn list(daemon: &Daemon) -> Result<CtlReply, ErrorReply> {
-    match daemon.call_as_user(TrackerCall::ListGroups).await? {
+    match daemon.user().call(TrackerCall::ListGroups).await? {
         TrackerReply::Groups { groups } => Ok(CtlReply::Groups { groups }),
         other => Err(unexpected(other)),
     }
@@ -51,7 +54,8 @@ pub async fn list(daemon: &Daemon) -> Result<CtlReply, ErrorReply> {
 pub async fn list_requests(daemon: &Daemon, group: String) -> Result<CtlReply, ErrorReply> {
     validate_id("group id", &group)?;
     match daemon
-        .call_as_user(TrackerCall::ListRequests { group })
+        .user()
+        .call(TrackerCall::ListRequests { group })
         .await?
     {
         TrackerReply::Requests { group, users } => Ok(CtlReply::Requests { group, users }),
@@ -63,7 +67,8 @@ pub async fn accept(daemon: &Daemon, group: String, user: String) -> Result<CtlR
     validate_id("group id", &group)?;
     validate_id("user id", &user)?;
     daemon
-        .call_as_user(TrackerCall::AcceptRequest {
+        .user()
+        .call(TrackerCall::AcceptRequest {
             group: group.clone(),
             user: user.clone(),
         })

@@ -47,3 +47,6 @@ fn done(message: impl Into<String>) -> CtlReply {
 fn unexpected(reply: p2p_proto::tracker::TrackerReply) -> ErrorReply {
     ErrorReply::internal(format!("unexpected tracker reply: {reply:?}"))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,17 +1,24 @@
 //! One connection from a download to one peer: handshake, then keep a few requests in flight,
 //! hand arriving pieces to verification, and give up on a silent or misbehaving peer.
+//!
+//! The connection is an [`Exchange`]: a loop that tops up requests, waits for the next event and
+//! hands it to one method per event (`on_piece`, `on_have`, `on_reject`, `on_timeout`). It runs
+//! over any byte stream, so tests drive it against a fake peer in memory.
 
 use super::Download;
-use crate::daemon::Daemon;
+use super::verify;
+use crate::plane::Announce;
+use crate::rate_limit::RateLimit;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use p2p_proto::bitfield::Bitfield;
 use p2p_proto::grant::Grant;
-use p2p_proto::peer::{Hello, PEER_VERSION, PeerCodec, PeerFrame};
-use sha1::{Digest, Sha1};
+use p2p_proto::peer::{Hello, PEER_VERSION, PeerCodec, PeerFrame, PeerWireError};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
@@ -19,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 const DEPTH: usize = 8;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A peer with requests outstanding that sends nothing for this long is dropped.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+/// A peer with requests outstanding that delivers no piece for this long is dropped.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often an idle connection rechecks for work and keeps the link alive.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 const KEEPALIVE_EVERY: u32 = 30;
@@ -28,7 +35,7 @@ const KEEPALIVE_EVERY: u32 = 30;
 const REFUSED_COOLDOWN: Duration = Duration::from_millis(500);
 
 /// Why a peer connection ended.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PeerEnd {
     #[error("{0}")]
     Failed(String),
@@ -41,19 +48,62 @@ fn failed(msg: impl Into<String>) -> PeerEnd {
     PeerEnd::Failed(msg.into())
 }
 
-/// Runs one peer connection until the download is done, cancelled, or the peer fails.
-pub async fn run(
-    daemon: Arc<Daemon>,
-    dl: Arc<Download>,
-    addr: String,
-    grant: Grant,
-) -> Result<(), PeerEnd> {
+/// What a peer connection works with: its download, the daemon's download limit, and the
+/// announcer (our first verified piece makes us a source worth announcing).
+#[derive(Clone)]
+pub struct PeerLink {
+    pub dl: Arc<Download>,
+    pub download_limit: Arc<RateLimit>,
+    pub announce: Announce,
+}
+
+/// Connects to `addr` and runs the connection until the download is done, cancelled, or the
+/// peer fails.
+pub async fn connect_and_run(link: PeerLink, addr: String, grant: Grant) -> Result<(), PeerEnd> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
         .await
         .map_err(|_| failed("connect timed out"))?
         .map_err(|e| failed(format!("cannot connect: {e}")))?;
     let _ = stream.set_nodelay(true);
+    run(link, stream, addr, grant).await
+}
+
+/// Runs the peer protocol on `stream`, already connected to the peer at `addr`.
+pub async fn run<S>(link: PeerLink, stream: S, addr: String, grant: Grant) -> Result<(), PeerEnd>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut framed = Framed::new(stream, PeerCodec);
+    let has = handshake(&mut framed, &link.dl, grant).await?;
+    link.dl.picker.with(|p| p.peer_added(&has));
+    link.dl.progress.with(|p| p.set_connected(&addr, true));
+    let mut exchange = Exchange {
+        link,
+        framed,
+        addr,
+        has,
+        asked: Vec::with_capacity(DEPTH),
+        refused: Vec::new(),
+        idle_ticks: 0,
+        progress_at: Instant::now(),
+        bad_piece: CancellationToken::new(),
+    };
+    let result = exchange.run().await;
+    exchange.leave();
+    let dl = &exchange.link.dl;
+    dl.progress.with(|p| p.set_connected(&exchange.addr, false));
+    result
+}
+
+/// Sends HELLO and reads WELCOME: the pieces the peer holds.
+async fn handshake<S>(
+    framed: &mut Framed<S, PeerCodec>,
+    dl: &Download,
+    grant: Grant,
+) -> Result<Bitfield, PeerEnd>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let meta = &dl.record.meta;
     let hello = PeerFrame::Hello(Hello {
         v: PEER_VERSION,
@@ -67,265 +117,230 @@ pub async fn run(
     let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next())
         .await
         .map_err(|_| failed("no answer to handshake"))?;
-    let mut has = match first {
+    match first {
         Some(Ok(PeerFrame::Welcome(bits))) => Bitfield::from_bytes(&bits, meta.pieces.len())
-            .ok_or_else(|| PeerEnd::Banned("sent a malformed bitfield".into()))?,
-        Some(Ok(PeerFrame::Error(reason))) => return Err(failed(format!("refused: {reason}"))),
-        Some(Ok(_)) => return Err(PeerEnd::Banned("broke the handshake".into())),
-        Some(Err(e)) => return Err(failed(e.to_string())),
-        None => return Err(failed("closed the connection during the handshake")),
-    };
-    if let Ok(mut p) = dl.picker.lock() {
-        p.peer_added(&has);
+            .ok_or_else(|| PeerEnd::Banned("sent a malformed bitfield".into())),
+        Some(Ok(PeerFrame::Error(reason))) => Err(failed(format!("refused: {reason}"))),
+        Some(Ok(_)) => Err(PeerEnd::Banned("broke the handshake".into())),
+        Some(Err(e)) => Err(failed(e.to_string())),
+        None => Err(failed("closed the connection during the handshake")),
     }
-    let bad_piece = CancellationToken::new();
-    let mut asked: Vec<usize> = Vec::with_capacity(DEPTH);
-    let result = exchange(
-        &daemon,
-        &dl,
-        &addr,
-        &mut framed,
-        &mut has,
-        &mut asked,
-        &bad_piece,
-    )
-    .await;
-    if let Ok(mut p) = dl.picker.lock() {
-        for piece in asked {
-            p.release(piece);
-        }
-        p.peer_removed(&has);
-    }
-    result
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn exchange(
-    daemon: &Arc<Daemon>,
-    dl: &Arc<Download>,
-    addr: &str,
-    framed: &mut Framed<TcpStream, PeerCodec>,
-    has: &mut Bitfield,
-    asked: &mut Vec<usize>,
-    bad_piece: &CancellationToken,
-) -> Result<(), PeerEnd> {
-    let n = dl.record.meta.pieces.len();
-    let mut idle_ticks = 0u32;
-    // When the peer last delivered a piece (or was first asked for one): other frames (HAVE,
-    // KEEPALIVE) do not count, so a peer that talks but never delivers is dropped.
-    let mut progress_at = Instant::now();
-    // Pieces this peer refused lately: asked elsewhere first (see the seeder's REJECT policy).
-    let mut refused: Vec<(usize, Instant)> = Vec::new();
-    loop {
+/// What woke the connection up.
+enum Event {
+    Frame(PeerFrame),
+    /// Nothing arrived within the wait.
+    Timeout,
+    Cancelled,
+    /// Verification found a piece from this peer corrupt.
+    BadPiece,
+    Closed,
+    Wire(PeerWireError),
+}
+
+/// The state of one established connection.
+struct Exchange<S> {
+    link: PeerLink,
+    framed: Framed<S, PeerCodec>,
+    addr: String,
+    /// The pieces the peer holds.
+    has: Bitfield,
+    /// Pieces requested from it and not yet delivered.
+    asked: Vec<usize>,
+    /// Pieces it refused lately: asked elsewhere first (see the seeder's REJECT policy).
+    refused: Vec<(usize, Instant)>,
+    /// Idle waits in a row with nothing to ask.
+    idle_ticks: u32,
+    /// When the peer last delivered a piece (or was first asked for one): other frames (HAVE,
+    /// KEEPALIVE) do not count, so a peer that talks but never delivers is dropped.
+    progress_at: Instant,
+    bad_piece: CancellationToken,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<S> {
+    async fn run(&mut self) -> Result<(), PeerEnd> {
+        loop {
+            self.fill_requests().await?;
+            if self.asked.is_empty() && self.link.dl.picker.with(|p| p.is_complete()) {
+                return Ok(());
+            }
+            match self.next_event().await {
+                Event::Frame(frame) => {
+                    self.idle_ticks = 0;
+                    self.on_frame(frame).await?;
+                }
+                Event::Timeout => self.on_timeout().await?,
+                Event::Cancelled => return Ok(()),
+                Event::BadPiece => {
+                    return Err(PeerEnd::Banned(
+                        "sent a piece that failed SHA-1 verification".into(),
+                    ));
+                }
+                Event::Closed => return Err(failed("closed the connection")),
+                Event::Wire(e) if e.is_violation() => return Err(PeerEnd::Banned(e.to_string())),
+                Event::Wire(e) => return Err(failed(e.to_string())),
+            }
+        }
+    }
+
+    /// Gives back what this connection held in the picker: its outstanding requests and its
+    /// pieces' availability.
+    fn leave(&mut self) {
+        let asked = std::mem::take(&mut self.asked);
+        let has = &self.has;
+        self.link.dl.picker.with(|p| {
+            for piece in asked {
+                p.release(piece);
+            }
+            p.peer_removed(has);
+        });
+    }
+
+    /// Keeps [`DEPTH`] requests in flight, as far as the picker has pieces for this peer.
+    async fn fill_requests(&mut self) -> Result<(), PeerEnd> {
+        let was_idle = self.asked.is_empty();
+        let now = Instant::now();
+        self.refused
+            .retain(|(_, at)| now.saturating_duration_since(*at) < REFUSED_COOLDOWN);
         let mut sent = false;
-        let was_idle = asked.is_empty();
-        refused.retain(|(_, at)| at.elapsed() < REFUSED_COOLDOWN);
-        while asked.len() < DEPTH {
-            let exclude: Vec<usize> = asked
+        while self.asked.len() < DEPTH {
+            let exclude: Vec<usize> = self
+                .asked
                 .iter()
                 .copied()
-                .chain(refused.iter().map(|(p, _)| *p))
+                .chain(self.refused.iter().map(|(p, _)| *p))
                 .collect();
             // A seeder is spared what partial peers can give, except after an idle second.
-            let spare = has.is_complete() && idle_ticks == 0;
-            let next = dl
-                .picker
-                .lock()
-                .ok()
-                .and_then(|mut p| p.pick(has, &exclude, spare));
-            let Some(piece) = next else { break };
-            asked.push(piece);
-            framed
+            let spare = self.has.is_complete() && self.idle_ticks == 0;
+            let has = &self.has;
+            let Some(piece) = self.link.dl.picker.with(|p| p.pick(has, &exclude, spare)) else {
+                break;
+            };
+            self.asked.push(piece);
+            self.framed
                 .feed(PeerFrame::Request(piece as u32))
                 .await
                 .map_err(|e| failed(e.to_string()))?;
             sent = true;
         }
-        if sent && was_idle {
-            progress_at = Instant::now();
+        if !sent {
+            return Ok(());
         }
-        if sent {
-            tokio::time::timeout(REQUEST_TIMEOUT, framed.flush())
+        if was_idle {
+            self.progress_at = Instant::now();
+        }
+        tokio::time::timeout(REQUEST_TIMEOUT, self.framed.flush())
+            .await
+            .map_err(|_| failed("the peer stopped reading"))?
+            .map_err(|e| failed(e.to_string()))
+    }
+
+    async fn next_event(&mut self) -> Event {
+        let wait = if self.asked.is_empty() {
+            IDLE_TICK
+        } else {
+            REQUEST_TIMEOUT.saturating_sub(self.progress_at.elapsed())
+        };
+        tokio::select! {
+            _ = self.link.dl.cancel.cancelled() => Event::Cancelled,
+            _ = self.bad_piece.cancelled() => Event::BadPiece,
+            frame = tokio::time::timeout(wait, self.framed.next()) => match frame {
+                Err(_) => Event::Timeout,
+                Ok(None) => Event::Closed,
+                Ok(Some(Err(e))) => Event::Wire(e),
+                Ok(Some(Ok(frame))) => Event::Frame(frame),
+            },
+        }
+    }
+
+    async fn on_frame(&mut self, frame: PeerFrame) -> Result<(), PeerEnd> {
+        match frame {
+            PeerFrame::Piece { index, data } => self.on_piece(index as usize, data).await,
+            PeerFrame::Have(index) => {
+                self.on_have(index as usize);
+                Ok(())
+            }
+            PeerFrame::Reject(index) => {
+                self.on_reject(index as usize);
+                Ok(())
+            }
+            PeerFrame::KeepAlive => Ok(()),
+            PeerFrame::Error(reason) => Err(failed(format!("peer said: {reason}"))),
+            other => Err(PeerEnd::Banned(format!(
+                "sent an unexpected {} frame",
+                other.name()
+            ))),
+        }
+    }
+
+    /// A piece arrived: it must be one we asked for, of the right length; it then goes to
+    /// verification while the connection reads on.
+    async fn on_piece(&mut self, piece: usize, data: Bytes) -> Result<(), PeerEnd> {
+        let Some(pos) = self.asked.iter().position(|a| *a == piece) else {
+            return Err(PeerEnd::Banned(format!(
+                "sent piece {piece} nobody asked for"
+            )));
+        };
+        self.asked.swap_remove(pos);
+        let dl = &self.link.dl;
+        if data.len() as u64 != dl.record.meta.piece_len(piece) {
+            dl.picker.with(|p| p.failed(piece));
+            return Err(PeerEnd::Banned(format!(
+                "sent piece {piece} with a wrong length"
+            )));
+        }
+        dl.picker.with(|p| p.arrived(piece));
+        self.link.download_limit.acquire(data.len() as u64).await;
+        // Time spent waiting on our own limit is not the peer's delay.
+        self.progress_at = Instant::now();
+        verify::submit(
+            &self.link.dl,
+            &self.link.announce,
+            &self.addr,
+            piece,
+            data,
+            self.bad_piece.clone(),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// The peer verified a new piece.
+    fn on_have(&mut self, piece: usize) {
+        if piece < self.has.len() && self.has.set(piece) {
+            self.link.dl.picker.with(|p| p.peer_has(piece));
+        }
+    }
+
+    /// The peer cannot serve a piece now: ask someone else for it for a while.
+    fn on_reject(&mut self, piece: usize) {
+        if let Some(pos) = self.asked.iter().position(|a| *a == piece) {
+            self.asked.swap_remove(pos);
+            self.refused.push((piece, Instant::now()));
+            self.link.dl.picker.with(|p| p.release(piece));
+        }
+    }
+
+    /// Nothing arrived: an idle connection ticks (and sends a keep-alive now and then); one
+    /// with requests outstanding has missed its delivery deadline.
+    async fn on_timeout(&mut self) -> Result<(), PeerEnd> {
+        if !self.asked.is_empty() {
+            return Err(failed(format!(
+                "no piece delivered for {}s",
+                REQUEST_TIMEOUT.as_secs()
+            )));
+        }
+        self.idle_ticks += 1;
+        if self.idle_ticks.is_multiple_of(KEEPALIVE_EVERY) {
+            tokio::time::timeout(REQUEST_TIMEOUT, self.framed.send(PeerFrame::KeepAlive))
                 .await
                 .map_err(|_| failed("the peer stopped reading"))?
                 .map_err(|e| failed(e.to_string()))?;
         }
-        if asked.is_empty() && dl.picker.lock().is_ok_and(|p| p.is_complete()) {
-            return Ok(());
-        }
-        let wait = if asked.is_empty() {
-            IDLE_TICK
-        } else {
-            REQUEST_TIMEOUT.saturating_sub(progress_at.elapsed())
-        };
-        let frame = tokio::select! {
-            _ = dl.cancel.cancelled() => return Ok(()),
-            _ = bad_piece.cancelled() => {
-                return Err(PeerEnd::Banned("sent a piece that failed SHA-1 verification".into()));
-            }
-            frame = tokio::time::timeout(wait, framed.next()) => frame,
-        };
-        let frame = match frame {
-            Err(_) if asked.is_empty() => {
-                idle_ticks += 1;
-                if idle_ticks.is_multiple_of(KEEPALIVE_EVERY) {
-                    tokio::time::timeout(REQUEST_TIMEOUT, framed.send(PeerFrame::KeepAlive))
-                        .await
-                        .map_err(|_| failed("the peer stopped reading"))?
-                        .map_err(|e| failed(e.to_string()))?;
-                }
-                continue;
-            }
-            Err(_) => {
-                return Err(failed(format!(
-                    "no piece delivered for {}s",
-                    REQUEST_TIMEOUT.as_secs()
-                )));
-            }
-            Ok(None) => return Err(failed("closed the connection")),
-            Ok(Some(Err(e))) => return Err(PeerEnd::Banned(e.to_string())),
-            Ok(Some(Ok(frame))) => frame,
-        };
-        idle_ticks = 0;
-        match frame {
-            PeerFrame::Piece { index, data } => {
-                let piece = index as usize;
-                let Some(pos) = asked.iter().position(|a| *a == piece) else {
-                    return Err(PeerEnd::Banned(format!(
-                        "sent piece {piece} nobody asked for"
-                    )));
-                };
-                asked.swap_remove(pos);
-                if let Ok(mut p) = dl.picker.lock() {
-                    p.arrived(piece);
-                }
-                if data.len() as u64 != dl.record.meta.piece_len(piece) {
-                    if let Ok(mut p) = dl.picker.lock() {
-                        p.failed(piece);
-                    }
-                    return Err(PeerEnd::Banned(format!(
-                        "sent piece {piece} with a wrong length"
-                    )));
-                }
-                daemon.download_limit.acquire(data.len() as u64).await;
-                // Time spent waiting on our own limit is not the peer's delay.
-                progress_at = Instant::now();
-                verify_and_store(daemon, dl, addr, piece, data, bad_piece.clone()).await;
-            }
-            PeerFrame::Have(index) => {
-                let piece = index as usize;
-                if piece < n
-                    && has.set(piece)
-                    && let Ok(mut p) = dl.picker.lock()
-                {
-                    p.peer_has(piece);
-                }
-            }
-            PeerFrame::Reject(index) => {
-                let piece = index as usize;
-                if let Some(pos) = asked.iter().position(|a| *a == piece) {
-                    asked.swap_remove(pos);
-                    refused.push((piece, Instant::now()));
-                    if let Ok(mut p) = dl.picker.lock() {
-                        p.release(piece);
-                    }
-                }
-            }
-            PeerFrame::KeepAlive => {}
-            PeerFrame::Error(reason) => return Err(failed(format!("peer said: {reason}"))),
-            other => {
-                return Err(PeerEnd::Banned(format!(
-                    "sent an unexpected {} frame",
-                    frame_name(&other)
-                )));
-            }
-        }
+        Ok(())
     }
 }
 
-/// Checks a piece against its hash and writes it, in a task of its own so the connection keeps
-/// reading. A bad piece cancels `bad_piece`, which ends (and bans) the connection.
-async fn verify_and_store(
-    daemon: &Arc<Daemon>,
-    dl: &Arc<Download>,
-    peer: &str,
-    piece: usize,
-    data: Bytes,
-    bad_piece: CancellationToken,
-) {
-    let Ok(permit) = Arc::clone(&dl.verify_slots).acquire_owned().await else {
-        return;
-    };
-    let dl = Arc::clone(dl);
-    let daemon = Arc::clone(daemon);
-    let peer = peer.to_string();
-    tokio::spawn(async move {
-        let expected = dl.record.meta.pieces[piece].clone();
-        let verified = tokio::task::spawn_blocking(move || {
-            (hex::encode(Sha1::digest(&data)) == expected, data)
-        })
-        .await;
-        let (ok, data) = match verified {
-            Ok(r) => r,
-            Err(_) => {
-                // The check never ran: the piece is simply missing again.
-                if let Ok(mut p) = dl.picker.lock() {
-                    p.failed(piece);
-                }
-                return;
-            }
-        };
-        if !ok {
-            if let Ok(mut p) = dl.picker.lock() {
-                p.failed(piece);
-            }
-            // Banned here, not only by the connection: a peer that hangs up right after a bad
-            // piece must not come back on the next refresh.
-            dl.ban(&peer, "sent a piece that failed SHA-1 verification");
-            bad_piece.cancel();
-            return;
-        }
-        let duplicate = dl.picker.lock().map(|p| p.is_done(piece)).unwrap_or(true);
-        if duplicate {
-            if let Ok(mut p) = dl.picker.lock() {
-                p.release(piece);
-            }
-            return;
-        }
-        let len = data.len() as u64;
-        if let Err(e) = dl.storage.write_piece(piece, data).await {
-            if let Ok(mut p) = dl.picker.lock() {
-                p.release(piece);
-            }
-            dl.fatal(e.to_string());
-            return;
-        }
-        let first = dl
-            .picker
-            .lock()
-            .map(|mut p| p.complete(piece))
-            .unwrap_or(false);
-        if first {
-            // Our first piece makes us a source: tell the tracker now, not at the next round.
-            if dl.holding.add_piece(piece) == 1 {
-                daemon.announce_now.notify_one();
-            }
-            dl.piece_verified(len);
-        }
-        drop(permit);
-    });
-}
-
-fn frame_name(frame: &PeerFrame) -> &'static str {
-    match frame {
-        PeerFrame::Hello(_) => "HELLO",
-        PeerFrame::Welcome(_) => "WELCOME",
-        PeerFrame::Error(_) => "ERROR",
-        PeerFrame::Have(_) => "HAVE",
-        PeerFrame::Request(_) => "REQUEST",
-        PeerFrame::Cancel(_) => "CANCEL",
-        PeerFrame::Piece { .. } => "PIECE",
-        PeerFrame::Reject(_) => "REJECT",
-        PeerFrame::KeepAlive => "KEEPALIVE",
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -69,6 +69,19 @@ impl Storage {
         .await
         .map_err(std::io::Error::other)?
     }
+
+    /// Like [`sync`](Self::sync), and returns the part file's size and mtime after the flush,
+    /// which a stored bitmap is recorded with.
+    pub async fn sync_and_stat(&self) -> std::io::Result<(u64, i128)> {
+        let file = Arc::clone(&self.file);
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            file.sync_data().map_err(|e| annotate(e, "sync", &path))?;
+            crate::hashing::size_and_mtime(&path).map_err(|e| annotate(e, "stat", &path))
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
 }
 
 /// Reads piece `piece` of a file of `size` bytes into the front of `buf` (at least a piece

@@ -3,7 +3,8 @@
 //! they were just written), so when the last piece arrives little is left to hash.
 
 use super::Download;
-use super::storage::read_piece;
+use super::error::DownloadError;
+use super::storage::{annotate, read_piece};
 use p2p_proto::files::PIECE_SIZE;
 use sha1::{Digest, Sha1};
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 const BATCH: usize = 64;
 
 /// Folds every piece into the whole-file hash and returns it (hex) once all are in.
-pub async fn run(dl: Arc<Download>) -> Result<String, String> {
+pub async fn run(dl: Arc<Download>) -> Result<String, DownloadError> {
     let n = dl.record.meta.pieces.len();
     let mut next = 0;
     let mut hasher = Sha1::new();
@@ -25,17 +26,17 @@ pub async fn run(dl: Arc<Download>) -> Result<String, String> {
             let file = dl.storage.file();
             let size = dl.record.meta.size;
             let from = next;
-            hasher = tokio::task::spawn_blocking(move || -> Result<Sha1, String> {
+            let path = dl.storage.path.clone();
+            hasher = tokio::task::spawn_blocking(move || -> Result<Sha1, DownloadError> {
                 let mut buf = vec![0u8; PIECE_SIZE as usize];
                 for piece in from..from + ready {
                     let data = read_piece(&file, size, piece, &mut buf)
-                        .map_err(|e| format!("cannot read back piece {piece}: {e}"))?;
+                        .map_err(|e| DownloadError::Disk(annotate(e, "read back", &path)))?;
                     hasher.update(data);
                 }
                 Ok(hasher)
             })
-            .await
-            .map_err(|e| e.to_string())??;
+            .await??;
             next += ready;
             continue;
         }
@@ -43,7 +44,7 @@ pub async fn run(dl: Arc<Download>) -> Result<String, String> {
             return Ok(hex::encode(hasher.finalize()));
         }
         tokio::select! {
-            _ = dl.cancel.cancelled() => return Err("cancelled".into()),
+            _ = dl.cancel.cancelled() => return Err(DownloadError::Cancelled),
             _ = dl.hash_wake.notified() => {}
         }
     }

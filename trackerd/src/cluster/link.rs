@@ -2,6 +2,7 @@
 
 use super::Cluster;
 use super::auth::{self, Side};
+use super::counters::Counters;
 use p2p_proto::MessageStream;
 use p2p_proto::cluster::{ClusterFrame, ClusterMsg, Position, Purpose, Role};
 use p2p_proto::limits::MAX_TRACKER_FRAME;
@@ -69,6 +70,7 @@ pub async fn connect(
     };
     if !auth::verify(&cluster.key, Side::Acceptor, &nonce_c, &nonce_s, &proof) {
         tracing::warn!(%addr, "the other tracker failed to prove the cluster key");
+        Counters::bump(&cluster.counters.refused_bad_proof);
         return Err("the other tracker failed to prove the cluster key".into());
     }
     let position = cluster.position()?;
@@ -98,22 +100,36 @@ pub async fn probe(cluster: &Cluster, addr: SocketAddr) -> Result<(Role, Positio
         .map(|(_, role, position)| (role, position))
 }
 
+/// A connection from the other tracker that proved the cluster key and got our status.
+pub struct Accepted {
+    pub link: Link,
+    pub peer: SocketAddr,
+    /// Where the other tracker stands.
+    pub position: Position,
+    /// What it wants of us.
+    pub purpose: Purpose,
+    /// Our role when we told it.
+    pub role: Role,
+}
+
 /// Handles a connection whose first request was `ClusterHello`: challenge, check the proof,
-/// report our status, then serve a follower if that is what it wants.
+/// report our status. Returns the authenticated link for the caller to run whatever the other
+/// tracker asked for; `None` when it did not authenticate (logged) or the link broke.
 pub async fn accept(
     cluster: &Cluster,
     mut link: Link,
     peer: SocketAddr,
     from: usize,
     nonce_c: String,
-) {
+) -> Option<Accepted> {
     let refuse = |reason: &str| ClusterMsg::Refuse {
         reason: reason.to_string(),
     };
     if cluster.peer.map(|(no, _)| no) != Some(from) {
         tracing::warn!(%peer, from, "cluster connection from an unknown tracker refused");
+        Counters::bump(&cluster.counters.refused_unknown_tracker);
         let _ = send(&mut link, refuse("unknown tracker")).await;
-        return;
+        return None;
     }
     let nonce_s = auth::nonce();
     let proof = auth::prove(&cluster.key, Side::Acceptor, &nonce_c, &nonce_s);
@@ -127,7 +143,7 @@ pub async fn accept(
     .await
     .is_err()
     {
-        return;
+        return None;
     }
     let (their_proof, their_position, purpose) = match recv(&mut link, HANDSHAKE_TIMEOUT).await {
         Ok(ClusterMsg::Auth {
@@ -137,7 +153,7 @@ pub async fn accept(
         }) => (proof, position, purpose),
         Ok(_) | Err(_) => {
             tracing::warn!(%peer, "cluster handshake broken off; refused");
-            return;
+            return None;
         }
     };
     if !auth::verify(
@@ -148,27 +164,29 @@ pub async fn accept(
         &their_proof,
     ) {
         tracing::warn!(%peer, "cluster connection without a valid proof of the cluster key refused");
+        Counters::bump(&cluster.counters.refused_bad_proof);
         let _ = send(&mut link, refuse("bad proof")).await;
-        return;
+        return None;
     }
     if let Err(e) = cluster.learn(their_position) {
         tracing::error!(error = %e, "cannot record the other tracker's epoch");
-        return;
+        return None;
     }
     let (role, position) = match cluster.role_and_position() {
         Ok(rp) => rp,
         Err(e) => {
             tracing::error!(error = %e, "cannot read our position");
-            return;
+            return None;
         }
     };
-    if send(&mut link, ClusterMsg::Status { role, position })
+    send(&mut link, ClusterMsg::Status { role, position })
         .await
-        .is_err()
-    {
-        return;
-    }
-    if purpose == Purpose::Follow && role == Role::Primary {
-        super::primary::serve_follower(cluster, link, peer, their_position).await;
-    }
+        .ok()?;
+    Some(Accepted {
+        link,
+        peer,
+        position: their_position,
+        purpose,
+        role,
+    })
 }

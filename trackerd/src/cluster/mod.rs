@@ -19,6 +19,7 @@
 //!   `unavailable` while it cannot reach any primary.
 
 pub mod auth;
+pub mod counters;
 pub mod key;
 pub mod link;
 mod primary;
@@ -26,7 +27,7 @@ mod standby;
 
 use crate::store::Store;
 use p2p_proto::ErrorReply;
-use p2p_proto::cluster::{Position, Role};
+use p2p_proto::cluster::{Position, Purpose, Role};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -64,6 +65,7 @@ pub struct Cluster {
     state: Mutex<State>,
     acked: watch::Sender<u64>,
     changed: Notify,
+    pub counters: counters::Counters,
 }
 
 impl Cluster {
@@ -95,6 +97,7 @@ impl Cluster {
             }),
             acked: watch::Sender::new(0),
             changed: Notify::new(),
+            counters: counters::Counters::default(),
         }
     }
 
@@ -137,6 +140,7 @@ impl Cluster {
             st.role = Role::Standby;
             st.lease_until = None;
             st.follower = None;
+            counters::Counters::bump(&self.counters.step_downs);
         }
         drop(st);
         self.changed.notify_waiters();
@@ -185,6 +189,7 @@ impl Cluster {
             .set_leadership(epoch, self.self_no)
             .map_err(|e| e.to_string())?;
         tracing::warn!(epoch, "the primary is unreachable; taking over as primary");
+        counters::Counters::bump(&self.counters.takeovers);
         self.become_primary().await;
         Ok(())
     }
@@ -313,8 +318,12 @@ impl Cluster {
             (Some(_), _) => "not connected to a primary".to_string(),
         };
         format!(
-            "role={:?} epoch={} leader={} last_seq={} ({replication})",
-            st.role, position.epoch, position.leader, position.last_seq
+            "role={:?} epoch={} leader={} last_seq={} {} ({replication})",
+            st.role,
+            position.epoch,
+            position.leader,
+            position.last_seq,
+            self.counters.words()
         )
         .to_lowercase()
     }
@@ -368,6 +377,14 @@ impl Cluster {
                     }
                 }
             }
+        }
+    }
+
+    /// Runs what an authenticated connection from the other tracker asked for: a standby that
+    /// wants to follow gets our log, if we are the primary; a probe is done already.
+    pub async fn serve_link(&self, accepted: link::Accepted) {
+        if accepted.purpose == Purpose::Follow && accepted.role == Role::Primary {
+            primary::serve_follower(self, accepted.link, accepted.peer, accepted.position).await;
         }
     }
 

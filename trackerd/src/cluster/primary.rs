@@ -3,6 +3,7 @@
 //! heartbeat, collecting acknowledgements.
 
 use super::Cluster;
+use super::counters::Counters;
 use super::link::{Link, recv, send};
 use p2p_proto::cluster::{ClusterMsg, Position, SNAPSHOT_CHUNK, SnapshotRow};
 use p2p_proto::{FrameError, cluster::ClusterFrame};
@@ -18,6 +19,7 @@ const BATCH: usize = 256;
 
 pub async fn serve_follower(cluster: &Cluster, mut link: Link, peer: SocketAddr, theirs: Position) {
     tracing::info!(%peer, last_seq = theirs.last_seq, "standby connected");
+    Counters::bump(&cluster.counters.standbys_served);
     // Bring it up to a point both agree on before counting it as attached: until then client
     // writes do not wait for it (a snapshot can take a while).
     let next = match catch_up_point(cluster, &mut link, &theirs).await {
@@ -167,7 +169,10 @@ async fn send_snapshot(cluster: &Cluster, link: &mut Link) -> Result<u64, String
     }
     // The follower acknowledges the snapshot once it is installed.
     match recv(link, Duration::from_secs(30)).await? {
-        ClusterMsg::Ack { seq } if seq == position.last_seq => Ok(position.last_seq),
+        ClusterMsg::Ack { seq } if seq == position.last_seq => {
+            Counters::bump(&cluster.counters.snapshots_sent);
+            Ok(position.last_seq)
+        }
         other => Err(format!("snapshot not acknowledged: {other:?}")),
     }
 }

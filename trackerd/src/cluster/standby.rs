@@ -2,6 +2,7 @@
 //! snapshot) in one transaction and acknowledging it once durable.
 
 use super::Cluster;
+use super::counters::Counters;
 use super::link::{connect, recv, send};
 use super::primary::FOLLOWER_TIMEOUT;
 use crate::log::LogRecord;
@@ -23,6 +24,7 @@ pub async fn follow(cluster: &Cluster, addr: SocketAddr) -> String {
     }
     cluster.set_link_up(true);
     tracing::info!(primary = %addr, "following the primary");
+    Counters::bump(&cluster.counters.follows);
     let reason = receive(cluster, &mut link).await;
     cluster.set_link_up(false);
     reason
@@ -77,7 +79,10 @@ async fn receive(cluster: &Cluster, link: &mut super::link::Link) -> String {
                 match tokio::task::spawn_blocking(move || store.install_snapshot(&rows, position))
                     .await
                 {
-                    Ok(Ok(())) => position.last_seq,
+                    Ok(Ok(())) => {
+                        Counters::bump(&cluster.counters.snapshots_installed);
+                        position.last_seq
+                    }
                     Ok(Err(e)) => return format!("cannot install snapshot: {e}"),
                     Err(e) => return e.to_string(),
                 }

@@ -6,7 +6,8 @@ use super::{Caller, Ctx, existing_group};
 use crate::log::LogEntry;
 use crate::store::Decision;
 use p2p_proto::ids::validate_id;
-use p2p_proto::tracker::{LeftGroup, TrackerReply};
+use p2p_proto::tracker::TrackerReply;
+use p2p_proto::views::LeftGroup;
 use p2p_proto::{ErrorKind, ErrorReply};
 
 pub async fn run(

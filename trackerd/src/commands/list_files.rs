@@ -2,9 +2,9 @@
 
 use super::{Caller, Ctx, member_group};
 use p2p_proto::ErrorReply;
-use p2p_proto::control::FileInfo;
 use p2p_proto::ids::validate_id;
 use p2p_proto::tracker::TrackerReply;
+use p2p_proto::views::FileInfo;
 use std::time::Instant;
 
 pub async fn run(ctx: &Ctx, caller: Caller, group: String) -> Result<TrackerReply, ErrorReply> {

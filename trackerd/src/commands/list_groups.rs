@@ -2,7 +2,8 @@
 
 use super::{Caller, Ctx};
 use p2p_proto::ErrorReply;
-use p2p_proto::tracker::{GroupInfo, Membership, TrackerReply};
+use p2p_proto::tracker::TrackerReply;
+use p2p_proto::views::{GroupInfo, Membership};
 
 pub async fn run(ctx: &Ctx, caller: Caller) -> Result<TrackerReply, ErrorReply> {
     let records = ctx.store(|s| s.read(|t| Ok(t.groups()?))).await?;

@@ -239,7 +239,7 @@ fn existing_file(
 
 /// Checks a file name from the network, as an `invalid_argument` error.
 fn validate_file_name(name: &str) -> Result<(), ErrorReply> {
-    p2p_proto::files::validate_file_name(name).map_err(ErrorReply::invalid)
+    Ok(p2p_proto::files::validate_file_name(name)?)
 }
 
 /// Checks the port a daemon says its peer listener is on.

@@ -25,7 +25,7 @@ pub async fn run(
     port: u16,
 ) -> Result<TrackerReply, ErrorReply> {
     validate_id("group id", &group)?;
-    file.validate().map_err(ErrorReply::invalid)?;
+    file.validate()?;
     validate_port(port)?;
     let user = caller.user.clone();
     let (g, name) = (group.clone(), file.name.clone());

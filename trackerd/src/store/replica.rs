@@ -2,11 +2,11 @@
 //! a sequence number, applying a record received from the primary, and whole-state snapshots
 //! for a standby too far behind (or diverged) to catch up from the log.
 
-use crate::log::LogRecord;
-use crate::store::{
+use super::{
     EPOCH, FILES, GROUPS, LAST_EPOCH, LAST_SEQ, LEADER, LOG, META, REQUEST_IDS, SECRETS, SESSIONS,
     Store, StoreError, USERS, append, db_err, meta_value, open_tables,
 };
+use crate::log::LogRecord;
 use p2p_proto::cluster::{Position, SnapshotRow};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 

@@ -10,288 +10,35 @@
 //! - `secrets`: name → JSON string; `signing_key` is the hex of the trackers' ed25519 secret
 //! - `meta`: name → u64 (`last_seq`, `last_epoch`, `epoch`, `leader`)
 
-use crate::log::{LogEntry, LogRecord, apply};
-use crate::records::{
-    FileRecord, GroupRecord, SessionRecord, UserRecord, file_key, group_files_range,
+//!
+//! Submodules: `tables` (definitions and typed access), `apply` (a record's entries applied and
+//! the record appended: the one way the state changes), `replica` (what replication needs),
+//! `error`.
+
+mod apply;
+mod error;
+mod replica;
+mod tables;
+
+pub use error::StoreError;
+pub use tables::{ReadTables, TableSet, Tables};
+
+pub(crate) use apply::append;
+pub(crate) use error::db_err;
+pub(crate) use tables::{
+    EPOCH, FILES, GROUPS, LAST_EPOCH, LAST_SEQ, LEADER, LOG, META, REQUEST_IDS, SECRETS, SESSIONS,
+    USERS, meta_value, open_tables,
 };
+
+use crate::log::{LogEntry, LogRecord};
 use ed25519_dalek::SigningKey;
 use p2p_proto::ErrorReply;
 use p2p_proto::tracker::TrackerReply;
-use redb::{
-    Database, ReadOnlyTable, ReadableDatabase, ReadableTable, Table, TableDefinition,
-    WriteTransaction,
-};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use std::path::{Path, PathBuf};
-
-pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-pub(crate) const REQUEST_IDS: TableDefinition<&str, u64> = TableDefinition::new("request_ids");
-pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
-pub(crate) const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
-pub(crate) const GROUPS: TableDefinition<&str, &[u8]> = TableDefinition::new("groups");
-pub(crate) const FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("files");
-pub(crate) const SECRETS: TableDefinition<&str, &[u8]> = TableDefinition::new("secrets");
-pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-
-pub(crate) const LAST_SEQ: &str = "last_seq";
-pub(crate) const LAST_EPOCH: &str = "last_epoch";
-pub(crate) const EPOCH: &str = "epoch";
-pub(crate) const LEADER: &str = "leader";
-const SIGNING_KEY: &str = "signing_key";
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+use std::path::Path;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "tracker.redb";
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot make {path} private (chmod 600): {source}")]
-    Chmod {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot create data directory {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot open database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: redb::DatabaseError,
-    },
-    #[error("database: {0}")]
-    Db(#[from] redb::Error),
-    #[error("corrupt record in table {table}: {reason}")]
-    Corrupt { table: &'static str, reason: String },
-}
-
-impl From<StoreError> for ErrorReply {
-    fn from(e: StoreError) -> Self {
-        tracing::error!(error = %e, "storage failure");
-        ErrorReply::internal(format!("tracker storage failure: {e}"))
-    }
-}
-
-/// A counter of the `meta` table (0 when unset), in any transaction.
-pub(crate) fn meta_value(
-    meta: &impl ReadableTable<&'static str, u64>,
-    name: &str,
-) -> Result<u64, StoreError> {
-    Ok(meta
-        .get(name)
-        .map_err(db_err)?
-        .map(|g| g.value())
-        .unwrap_or(0))
-}
-
-pub(crate) fn db_err(e: impl Into<redb::Error>) -> StoreError {
-    StoreError::Db(e.into())
-}
-
-/// The state tables, open either in a read or in a write transaction.
-pub struct TableSet<T> {
-    users: T,
-    sessions: T,
-    groups: T,
-    files: T,
-    secrets: T,
-}
-
-/// The state tables of a write transaction.
-pub type Tables<'txn> = TableSet<Table<'txn, &'static str, &'static [u8]>>;
-/// The state tables of a read transaction.
-pub type ReadTables = TableSet<ReadOnlyTable<&'static str, &'static [u8]>>;
-
-fn get_json<T: DeserializeOwned>(
-    table: &impl ReadableTable<&'static str, &'static [u8]>,
-    name: &'static str,
-    key: &str,
-) -> Result<Option<T>, StoreError> {
-    match table.get(key).map_err(db_err)? {
-        None => Ok(None),
-        Some(guard) => parse_json(name, guard.value()).map(Some),
-    }
-}
-
-pub(crate) fn to_json(value: &impl Serialize) -> Vec<u8> {
-    // Serializing plain records of strings cannot fail.
-    serde_json::to_vec(value).unwrap_or_default()
-}
-
-impl<T: ReadableTable<&'static str, &'static [u8]>> TableSet<T> {
-    pub fn user(&self, user: &str) -> Result<Option<UserRecord>, StoreError> {
-        get_json(&self.users, "users", user)
-    }
-
-    pub fn session(&self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
-        get_json(&self.sessions, "sessions", token_hash)
-    }
-
-    pub fn group(&self, group: &str) -> Result<Option<GroupRecord>, StoreError> {
-        get_json(&self.groups, "groups", group)
-    }
-
-    /// Every group, ordered by id.
-    pub fn groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.groups.iter().map_err(db_err)? {
-            let (_, value) = item.map_err(db_err)?;
-            out.push(parse_json("groups", value.value())?);
-        }
-        Ok(out)
-    }
-
-    pub fn file(&self, group: &str, name: &str) -> Result<Option<FileRecord>, StoreError> {
-        get_json(&self.files, "files", &file_key(group, name))
-    }
-
-    /// Every file of `group`, ordered by name (bytewise).
-    pub fn group_files(&self, group: &str) -> Result<Vec<FileRecord>, StoreError> {
-        let (start, end) = group_files_range(group);
-        let mut out = Vec::new();
-        for item in self
-            .files
-            .range::<&str>(start.as_str()..end.as_str())
-            .map_err(db_err)?
-        {
-            let (_, value) = item.map_err(db_err)?;
-            out.push(parse_json("files", value.value())?);
-        }
-        Ok(out)
-    }
-
-    /// The trackers' signing key, once one was created.
-    pub fn signing_key(&self) -> Result<Option<SigningKey>, StoreError> {
-        let Some(secret) = get_json::<String>(&self.secrets, "secrets", SIGNING_KEY)? else {
-            return Ok(None);
-        };
-        let bytes: [u8; 32] = hex::decode(&secret)
-            .ok()
-            .and_then(|raw| raw.try_into().ok())
-            .ok_or_else(|| StoreError::Corrupt {
-                table: "secrets",
-                reason: "signing_key is not 64 hex characters".into(),
-            })?;
-        Ok(Some(SigningKey::from_bytes(&bytes)))
-    }
-}
-
-fn parse_json<T: DeserializeOwned>(table: &'static str, raw: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(raw).map_err(|e| StoreError::Corrupt {
-        table,
-        reason: e.to_string(),
-    })
-}
-
-impl Tables<'_> {
-    pub fn put_user(&mut self, record: &UserRecord) -> Result<(), StoreError> {
-        self.users
-            .insert(record.user.as_str(), to_json(record).as_slice())
-            .map_err(db_err)?;
-        Ok(())
-    }
-
-    pub fn put_session(
-        &mut self,
-        token_hash: &str,
-        record: &SessionRecord,
-    ) -> Result<(), StoreError> {
-        self.sessions
-            .insert(token_hash, to_json(record).as_slice())
-            .map_err(db_err)?;
-        Ok(())
-    }
-
-    pub fn remove_session(&mut self, token_hash: &str) -> Result<(), StoreError> {
-        self.sessions.remove(token_hash).map_err(db_err)?;
-        Ok(())
-    }
-
-    pub fn put_group(&mut self, record: &GroupRecord) -> Result<(), StoreError> {
-        self.groups
-            .insert(record.group.as_str(), to_json(record).as_slice())
-            .map_err(db_err)?;
-        Ok(())
-    }
-
-    pub fn remove_group(&mut self, group: &str) -> Result<(), StoreError> {
-        self.groups.remove(group).map_err(db_err)?;
-        Ok(())
-    }
-
-    pub fn put_file(&mut self, record: &FileRecord) -> Result<(), StoreError> {
-        let key = file_key(&record.group, &record.meta.name);
-        self.files
-            .insert(key.as_str(), to_json(record).as_slice())
-            .map_err(db_err)?;
-        Ok(())
-    }
-
-    /// Removes every file of `group`.
-    pub fn remove_group_files(&mut self, group: &str) -> Result<(), StoreError> {
-        let (start, end) = group_files_range(group);
-        self.files
-            .retain_in::<&str, _>(start.as_str()..end.as_str(), |_, _| false)
-            .map_err(db_err)?;
-        Ok(())
-    }
-
-    /// Stores the hex of the trackers' signing key.
-    pub fn put_signing_key(&mut self, secret_hex: &str) -> Result<(), StoreError> {
-        self.secrets
-            .insert(SIGNING_KEY, to_json(&secret_hex).as_slice())
-            .map_err(db_err)?;
-        Ok(())
-    }
-
-    /// Changes a group in place; a missing group is left alone.
-    pub fn update_group(
-        &mut self,
-        group: &str,
-        change: impl FnOnce(&mut GroupRecord),
-    ) -> Result<(), StoreError> {
-        if let Some(mut record) = self.group(group)? {
-            change(&mut record);
-            self.put_group(&record)?;
-        }
-        Ok(())
-    }
-}
-
-pub(crate) fn open_tables(txn: &WriteTransaction) -> Result<Tables<'_>, StoreError> {
-    Ok(TableSet {
-        users: txn.open_table(USERS).map_err(db_err)?,
-        sessions: txn.open_table(SESSIONS).map_err(db_err)?,
-        groups: txn.open_table(GROUPS).map_err(db_err)?,
-        files: txn.open_table(FILES).map_err(db_err)?,
-        secrets: txn.open_table(SECRETS).map_err(db_err)?,
-    })
-}
-
-/// Applies `record` to the state tables and appends it to the log, advancing `meta`: the one
-/// way the state changes, on the primary (`Store::write`) and on the standby alike.
-pub(crate) fn append(
-    txn: &WriteTransaction,
-    tables: &mut Tables<'_>,
-    meta: &mut Table<'_, &'static str, u64>,
-    record: &LogRecord,
-) -> Result<(), StoreError> {
-    for entry in &record.entries {
-        apply(tables, entry)?;
-    }
-    txn.open_table(LOG)
-        .map_err(db_err)?
-        .insert(record.seq, to_json(record).as_slice())
-        .map_err(db_err)?;
-    txn.open_table(REQUEST_IDS)
-        .map_err(db_err)?
-        .insert(record.request_id.as_str(), record.seq)
-        .map_err(db_err)?;
-    meta.insert(LAST_SEQ, record.seq).map_err(db_err)?;
-    meta.insert(LAST_EPOCH, record.epoch).map_err(db_err)?;
-    Ok(())
-}
 
 /// What a write decided: the changes to log and apply, and the reply for the client.
 pub struct Decision {
@@ -360,13 +107,7 @@ impl Store {
         f: impl FnOnce(&ReadTables) -> Result<R, ErrorReply>,
     ) -> Result<R, ErrorReply> {
         let txn = self.db.begin_read().map_err(db_err)?;
-        let tables = TableSet {
-            users: txn.open_table(USERS).map_err(db_err)?,
-            sessions: txn.open_table(SESSIONS).map_err(db_err)?,
-            groups: txn.open_table(GROUPS).map_err(db_err)?,
-            files: txn.open_table(FILES).map_err(db_err)?,
-            secrets: txn.open_table(SECRETS).map_err(db_err)?,
-        };
+        let tables = tables::open_read_tables(&txn)?;
         f(&tables)
     }
 

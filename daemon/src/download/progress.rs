@@ -1,0 +1,114 @@
+//! What `show_downloads` reports of a live download, and the bookkeeping behind it.
+
+use p2p_proto::control::{BannedPeer, DownloadInfo, DownloadState, SourceInfo};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Window over which the rate is measured.
+const RATE_WINDOW: Duration = Duration::from_secs(3);
+
+#[derive(Debug)]
+pub struct Progress {
+    pub state: DownloadState,
+    pub detail: Option<String>,
+    pub peers: usize,
+    pub banned: Vec<BannedPeer>,
+    /// Every peer connected to, and what it delivered.
+    pub sources: Vec<SourceInfo>,
+    /// (when, bytes) of recently verified pieces, for the rate.
+    recent: VecDeque<(Instant, u64)>,
+    /// Pieces verified since the bitmap was last committed.
+    pub dirty: bool,
+    /// A disk error that ends the download.
+    pub fatal: Option<String>,
+}
+
+impl Progress {
+    /// A download that has not found a peer yet; `banned` as recorded with it.
+    pub fn new(banned: Vec<BannedPeer>, sources: Vec<SourceInfo>) -> Self {
+        Self {
+            state: DownloadState::Waiting,
+            detail: Some("looking for peers".into()),
+            peers: 0,
+            banned,
+            sources: sources
+                .into_iter()
+                .map(|s| SourceInfo {
+                    connected: false,
+                    ..s
+                })
+                .collect(),
+            recent: VecDeque::new(),
+            dirty: false,
+            fatal: None,
+        }
+    }
+
+    pub fn is_banned(&self, peer: &str) -> bool {
+        self.banned.iter().any(|b| b.peer == peer)
+    }
+
+    pub fn ban(&mut self, peer: &str, reason: &str) {
+        if !self.is_banned(peer) {
+            self.banned.push(BannedPeer {
+                peer: peer.to_string(),
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    fn source(&mut self, peer: &str) -> &mut SourceInfo {
+        let at = match self.sources.iter().position(|s| s.peer == peer) {
+            Some(at) => at,
+            None => {
+                self.sources.push(SourceInfo {
+                    peer: peer.to_string(),
+                    connected: false,
+                    bytes: 0,
+                });
+                self.sources.len() - 1
+            }
+        };
+        &mut self.sources[at]
+    }
+
+    /// `peer` connected (the handshake went through) or left.
+    pub fn set_connected(&mut self, peer: &str, connected: bool) {
+        self.source(peer).connected = connected;
+    }
+
+    /// `peer` delivered a verified piece of `bytes` bytes.
+    pub fn delivered(&mut self, peer: &str, bytes: u64) {
+        self.source(peer).bytes += bytes;
+    }
+
+    pub fn piece_verified(&mut self, bytes: u64) {
+        let now = Instant::now();
+        self.recent.push_back((now, bytes));
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+        {
+            self.recent.pop_front();
+        }
+        self.dirty = true;
+    }
+
+    /// Writes state, detail, peers, bans and rate into `info`.
+    pub fn fill(&self, info: &mut DownloadInfo) {
+        let now = Instant::now();
+        let recent: u64 = self
+            .recent
+            .iter()
+            .filter(|(t, _)| now.duration_since(*t) <= RATE_WINDOW)
+            .map(|(_, b)| *b)
+            .sum();
+        info.state = self.state;
+        info.detail = self.detail.clone();
+        info.peers = self.peers;
+        info.banned = self.banned.clone();
+        info.sources = self.sources.clone();
+        info.rate = recent / RATE_WINDOW.as_secs();
+    }
+}

@@ -1,0 +1,90 @@
+//! The one way the state changes: a log record's entries applied to the state tables and the
+//! record appended to the log, in the caller's write transaction, on the primary and on the
+//! standby alike.
+
+use super::error::{StoreError, db_err};
+use super::tables::{LAST_EPOCH, LAST_SEQ, LOG, REQUEST_IDS, Tables, to_json};
+use crate::log::{LogEntry, LogRecord};
+use crate::records::{FileRecord, GroupRecord, SessionRecord, UserRecord};
+use redb::{Table, WriteTransaction};
+/// Applies `record` to the state tables and appends it to the log, advancing `meta`: the one
+/// way the state changes, on the primary (`Store::write`) and on the standby alike.
+pub(crate) fn append(
+    txn: &WriteTransaction,
+    tables: &mut Tables<'_>,
+    meta: &mut Table<'_, &'static str, u64>,
+    record: &LogRecord,
+) -> Result<(), StoreError> {
+    for entry in &record.entries {
+        apply(tables, entry)?;
+    }
+    txn.open_table(LOG)
+        .map_err(db_err)?
+        .insert(record.seq, to_json(record).as_slice())
+        .map_err(db_err)?;
+    txn.open_table(REQUEST_IDS)
+        .map_err(db_err)?
+        .insert(record.request_id.as_str(), record.seq)
+        .map_err(db_err)?;
+    meta.insert(LAST_SEQ, record.seq).map_err(db_err)?;
+    meta.insert(LAST_EPOCH, record.epoch).map_err(db_err)?;
+    Ok(())
+}
+
+/// Applies one entry to the state tables of a write transaction.
+fn apply(tables: &mut Tables<'_>, entry: &LogEntry) -> Result<(), StoreError> {
+    match entry {
+        LogEntry::UserCreated {
+            user,
+            password_hash,
+        } => tables.put_user(&UserRecord {
+            user: user.clone(),
+            password_hash: password_hash.clone(),
+        }),
+        LogEntry::SessionOpened { token_hash, user } => {
+            tables.put_session(token_hash, &SessionRecord { user: user.clone() })
+        }
+        LogEntry::SessionClosed { token_hash } => tables.remove_session(token_hash),
+        LogEntry::GroupCreated { group, owner } => tables.put_group(&GroupRecord {
+            group: group.clone(),
+            owner: owner.clone(),
+            members: vec![owner.clone()],
+            requests: Vec::new(),
+        }),
+        LogEntry::JoinRequested { group, user } => tables.update_group(group, |g| {
+            if !g.has_requested(user) && !g.is_member(user) {
+                g.requests.push(user.clone());
+            }
+        }),
+        LogEntry::RequestAccepted { group, user } => tables.update_group(group, |g| {
+            g.requests.retain(|r| r != user);
+            if !g.is_member(user) {
+                g.members.push(user.clone());
+            }
+        }),
+        LogEntry::MemberLeft { group, user } => {
+            let Some(mut record) = tables.group(group)? else {
+                return Ok(());
+            };
+            record.members.retain(|m| m != user);
+            match record.members.first() {
+                None => {
+                    tables.remove_group_files(group)?;
+                    tables.remove_group(group)
+                }
+                Some(first) => {
+                    if record.owner == *user {
+                        record.owner = first.clone();
+                    }
+                    tables.put_group(&record)
+                }
+            }
+        }
+        LogEntry::SigningKeyCreated { secret } => tables.put_signing_key(secret),
+        LogEntry::FileAdded { group, meta, user } => tables.put_file(&FileRecord {
+            group: group.clone(),
+            meta: meta.clone(),
+            added_by: user.clone(),
+        }),
+    }
+}

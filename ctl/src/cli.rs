@@ -141,8 +141,17 @@ pub enum Command {
         #[arg(value_name = "file_name")]
         file: String,
     },
-    /// Show the daemon's state: user, tracker in use, last tracker error (never starts p2pd)
+    /// Show the daemon's state: user, keys, tracker in use, last tracker error (never starts p2pd)
     Status,
+    /// Accept a new key for a tracker whose key changed (its line in tracker_info.txt names none)
+    TrustTracker {
+        /// The tracker, as its line of tracker_info.txt names it (host:port)
+        #[arg(value_name = "tracker")]
+        tracker: String,
+        /// Its new key, as `trackerd --fingerprint` prints it on the tracker's machine
+        #[arg(value_name = "fingerprint")]
+        fingerprint: String,
+    },
 }
 
 /// The clap command, for man pages and shell completions.

@@ -138,13 +138,14 @@ mod tests {
 
     #[tokio::test]
     async fn other_version_says_restart() {
-        let err = exchange(frame(br#"{"v":2,"result":{"Ok":{}}}"#))
+        // A daemon of the release before this one.
+        let err = exchange(frame(br#"{"v":1,"result":{"Ok":{}}}"#))
             .await
             .unwrap_err();
         let reply = describe(&err);
         assert_eq!(reply.kind, ErrorKind::Protocol);
         assert!(
-            reply.message.contains("speaks control protocol v2"),
+            reply.message.contains("speaks control protocol v1"),
             "{reply:?}"
         );
         assert!(reply.message.contains("restart the daemon"), "{reply:?}");

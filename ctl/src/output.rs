@@ -144,9 +144,11 @@ fn status_lines(status: &DaemonStatus) -> String {
             Some(user) => format!("user: {user}"),
             None => "user: not logged in".to_owned(),
         },
-        match &status.tracker {
-            Some(tracker) => format!("tracker: {tracker}"),
-            None => "tracker: none reachable".to_owned(),
+        format!("key: {}", status.fingerprint),
+        match (&status.tracker, &status.tracker_fingerprint) {
+            (Some(tracker), Some(key)) => format!("tracker: {tracker} (key {key})"),
+            (Some(tracker), None) => format!("tracker: {tracker}"),
+            (None, _) => "tracker: none reachable".to_owned(),
         },
     ];
     if let Some(error) = &status.last_tracker_error {
@@ -362,30 +364,41 @@ pub(crate) mod tests {
             version: "0.1.0".into(),
             pid: 42,
             user: Some("alice".into()),
+            fingerprint: format!("sha256:{}", "ab".repeat(32)),
             tracker: Some("127.0.0.1:7000".into()),
+            tracker_fingerprint: Some(format!("sha256:{}", "cd".repeat(32))),
             last_tracker_error: Some("127.0.0.1:7001: connection refused".into()),
             socket: "/run/user/1000/p2pd/p2pd.sock".into(),
             state_dir: "/home/a/.local/state/p2pd".into(),
         };
         assert_eq!(
             human(&CtlReply::Status(status.clone())),
-            "daemon: running (pid 42, version 0.1.0)\n\
+            format!(
+                "daemon: running (pid 42, version 0.1.0)\n\
              user: alice\n\
-             tracker: 127.0.0.1:7000\n\
+             key: sha256:{}\n\
+             tracker: 127.0.0.1:7000 (key sha256:{})\n\
              last tracker error: 127.0.0.1:7001: connection refused\n\
              socket: /run/user/1000/p2pd/p2pd.sock\n\
-             state: /home/a/.local/state/p2pd"
+             state: /home/a/.local/state/p2pd",
+                "ab".repeat(32),
+                "cd".repeat(32)
+            )
         );
         status.user = None;
         status.tracker = None;
         status.last_tracker_error = None;
         assert_eq!(
             human(&CtlReply::Status(status)),
-            "daemon: running (pid 42, version 0.1.0)\n\
+            format!(
+                "daemon: running (pid 42, version 0.1.0)\n\
              user: not logged in\n\
+             key: sha256:{}\n\
              tracker: none reachable\n\
              socket: /run/user/1000/p2pd/p2pd.sock\n\
-             state: /home/a/.local/state/p2pd"
+             state: /home/a/.local/state/p2pd",
+                "ab".repeat(32)
+            )
         );
     }
 

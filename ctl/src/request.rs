@@ -60,6 +60,13 @@ pub fn build(
         Command::ShowDownloads { .. } => CtlCommand::ShowDownloads,
         Command::StopShare { group, file } => CtlCommand::StopShare { group, file },
         Command::Status => CtlCommand::Status,
+        Command::TrustTracker {
+            tracker,
+            fingerprint,
+        } => CtlCommand::TrustTracker {
+            tracker,
+            fingerprint,
+        },
     })
 }
 

@@ -6,9 +6,10 @@
 //! moves to the other tracker), so the new primary, whose list of holders starts empty, hears
 //! from us within seconds rather than at the next announcement.
 
+use crate::holdings::Holding;
 use crate::plane::Plane;
 use crate::tracker_client::TrackerClient;
-use p2p_proto::tracker::{Announced, TrackerCall};
+use p2p_proto::tracker::{Announced, ShareVerdict, TrackerCall, TrackerReply};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,12 +56,62 @@ async fn announce(plane: &Plane, port: u16) {
         }
         shares.push(Announced {
             group: holding.group.clone(),
+            group_id: holding.group_id(),
             name: holding.meta.name.clone(),
+            sha1: holding.meta.sha1.clone(),
             complete: holding.share_key.is_some(),
         });
     }
     let call = TrackerCall::Announce { port, shares };
-    if let Err(e) = plane.tracker.call(call).await {
-        tracing::warn!(error = %e, "announce failed");
+    match plane.tracker.call(call).await {
+        Ok(TrackerReply::Announced { verdicts }) => settle(plane, verdicts).await,
+        Ok(other) => tracing::warn!(?other, "unexpected answer to an announcement"),
+        Err(e) => tracing::warn!(error = %e, "announce failed"),
+    }
+}
+
+/// Acts on the tracker's verdicts: a share accepted learns its group's id (and keeps it); a
+/// share refused (its group is gone or another now, we left it, the file changed) is no longer
+/// offered, and a download refused ends.
+async fn settle(plane: &Plane, verdicts: Vec<ShareVerdict>) {
+    for verdict in verdicts {
+        let held = plane
+            .holdings
+            .all()
+            .into_iter()
+            .find(|h| h.group == verdict.group && h.meta.name == verdict.name);
+        let Some(holding) = held else { continue };
+        match (verdict.group_id, verdict.reason) {
+            (Some(id), _) => {
+                if holding.group_id().is_none() {
+                    learn_group_id(plane, &holding, id).await;
+                }
+            }
+            (None, reason) => {
+                let reason = reason.unwrap_or_else(|| "refused by the tracker".into());
+                crate::shares::stop_offering(plane, &holding, &reason).await;
+            }
+        }
+    }
+}
+
+/// Records the group id of a share from 0.1.0 that did not know it.
+async fn learn_group_id(plane: &Plane, holding: &Holding, id: String) {
+    holding.set_group_id(Some(id.clone()));
+    let Some(key) = holding.share_key.clone() else {
+        return;
+    };
+    let saved = plane
+        .state
+        .run(move |s| match s.share(&key)? {
+            Some(mut share) => {
+                share.group_id = Some(id);
+                s.put_share(&share)
+            }
+            None => Ok(()),
+        })
+        .await;
+    if let Err(e) = saved {
+        tracing::error!(error = %e, "cannot record a share's group id");
     }
 }

@@ -32,6 +32,11 @@ impl Config {
         self.state_dir.join("p2pd.redb")
     }
 
+    /// The daemon's key: its identity on the network.
+    pub fn key_file(&self) -> PathBuf {
+        self.state_dir.join("identity.key")
+    }
+
     /// Where a daemonized p2pd writes its log.
     pub fn log_file(&self) -> PathBuf {
         self.state_dir.join("p2pd.log")

@@ -9,6 +9,7 @@ use crate::plane::{Announce, Limits, Plane};
 use crate::session::SessionSlot;
 use crate::state::{State, StateError};
 use crate::tracker_client::TrackerClient;
+use crate::tracker_pins::TrackerPins;
 use crate::user_tracker::UserTracker;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +18,8 @@ pub struct Daemon {
     pub config: Config,
     /// The trackers, for calls made before or without a session (create_user, login, ping).
     pub tracker: Arc<TrackerClient>,
+    /// Which key each tracker must present.
+    pub pins: Arc<TrackerPins>,
     pub session: Arc<SessionSlot>,
     /// Port the peer listener accepts on; announced to the tracker.
     pub peer_port: u16,
@@ -31,12 +34,14 @@ impl Daemon {
         config: Config,
         state: State,
         tracker: TrackerClient,
+        pins: Arc<TrackerPins>,
         peer_port: u16,
         shutdown: CancellationToken,
     ) -> Result<Self, StateError> {
         let tracker = Arc::new(tracker);
         let session = Arc::new(SessionSlot::load(state.clone()).await?);
         let plane = Arc::new(Plane {
+            identity: tracker.identity().clone(),
             tracker: UserTracker::new(Arc::clone(&tracker), Arc::clone(&session)),
             holdings: Arc::new(Holdings::default()),
             announce: Announce::default(),
@@ -48,6 +53,7 @@ impl Daemon {
         Ok(Self {
             config,
             tracker,
+            pins,
             session,
             peer_port,
             plane,

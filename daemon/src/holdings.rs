@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 pub struct Holding {
     pub group: String,
+    /// The internal id of the group, once known: a grant must name it (a group removed and
+    /// created again under the same name has another id, and nothing of ours).
+    group_id: Shared<Option<String>>,
     pub meta: Arc<FileMeta>,
     /// The file the pieces are read from (a download's part file until it completes).
     path: Shared<PathBuf>,
@@ -58,6 +61,7 @@ impl Holding {
         let (haves, _) = broadcast::channel(1024);
         Self {
             group,
+            group_id: Shared::new(None),
             meta,
             path: Shared::new(path),
             have: Shared::new(have),
@@ -68,6 +72,14 @@ impl Holding {
             serving: AtomicUsize::new(0),
             revoked: CancellationToken::new(),
         }
+    }
+
+    pub fn group_id(&self) -> Option<String> {
+        self.group_id.read(Clone::clone)
+    }
+
+    pub fn set_group_id(&self, id: Option<String>) {
+        self.group_id.write(|g| *g = id);
     }
 
     /// Resolves when the holding is withdrawn.

@@ -25,6 +25,7 @@ pub mod sync;
 #[cfg(test)]
 mod testing;
 pub mod tracker_client;
+pub mod tracker_pins;
 pub mod upload_spread;
 pub mod user_tracker;
 
@@ -54,6 +55,8 @@ pub enum StartError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Identity(#[from] p2p_proto::identity::IdentityError),
 }
 
 /// What [`prepare`] acquired: the lock, the database and the bound sockets.
@@ -61,6 +64,7 @@ pub struct Prepared {
     pub config: Config,
     pid_lock: Flock<File>,
     state: state::StateDb,
+    identity: p2p_proto::identity::Identity,
     control: std::os::unix::net::UnixListener,
     peers: std::net::TcpListener,
 }
@@ -81,6 +85,7 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
     let pid_lock = Flock::lock(pid_file, FlockArg::LockExclusiveNonblock)
         .map_err(|_| StartError::Locked(config.socket.clone()))?;
     let state = state::StateDb::open(&config.db_file())?;
+    let identity = p2p_proto::identity::Identity::load_or_create(&config.key_file())?;
     let control = control_socket::bind_control_socket(&config.socket)?;
     let peers =
         std::net::TcpListener::bind(config.listen).map_err(|source| StartError::PeerListen {
@@ -97,6 +102,7 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         config,
         pid_lock,
         state,
+        identity,
         control,
         peers,
     })
@@ -120,6 +126,7 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
         config,
         pid_lock,
         state,
+        identity,
         control,
         peers,
     } = prepared;
@@ -129,14 +136,20 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
         socket = %config.socket.display(),
         peers = %peers.local_addr()?,
         state = %config.state_dir.display(),
+        key = %identity.fingerprint(),
         "p2pd ready"
     );
     let peer_port = peers.local_addr()?.port();
-    let tracker = tracker_client::TrackerClient::new(config.trackers.trackers.clone());
+    let state = state::State::new(state);
+    let pins = tracker_pins::TrackerPins::load(state.clone(), &config.trackers.entries).await?;
+    let pins = Arc::new(pins);
+    let tracker =
+        tracker_client::TrackerClient::new(config.trackers.addrs(), identity, Arc::clone(&pins));
     let daemon = Daemon::new(
         config.clone(),
-        state::State::new(state),
+        state,
         tracker,
+        pins,
         peer_port,
         shutdown.clone(),
     )

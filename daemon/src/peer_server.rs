@@ -1,20 +1,25 @@
 //! Serves pieces to other members' daemons.
 //!
-//! A connection must open with a HELLO carrying a grant signed by the trackers for the file it
-//! names; the grant is checked offline against the trackers' public key. Only then does the
-//! peer get our bitfield, and only pieces we hold verified are sent. Each new piece a download
+//! Every connection is TLS; the downloader proves its key in the handshake. Its first frame
+//! must be a HELLO carrying a grant signed by the trackers, checked offline against the
+//! trackers' public key: it must name the downloader's key, the file asked for, and a group
+//! (by internal id) in which we share that file ourselves. Only then does the peer get our
+//! bitfield, and only pieces we hold verified are sent. The grant's expiry is checked again on
+//! every REQUEST; the downloader renews it with GRANT frames. Each new piece a download
 //! verifies is forwarded as HAVE, so downloaders feed each other.
 
 use crate::holdings::Holding;
 use crate::plane::Plane;
 use futures_util::{SinkExt, StreamExt};
-use p2p_proto::grant::{GrantError, unix_now};
+use p2p_proto::grant::{Grant, GrantError, unix_now};
+use p2p_proto::identity::Fingerprint;
 use p2p_proto::peer::{Hello, PeerCodec, PeerFrame, PeerWireError, send_piece};
+use p2p_proto::tls::{self, TlsAcceptor};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::codec::Framed;
@@ -39,6 +44,14 @@ enum ServeEnd {
     Refused(#[from] Refusal),
     #[error("share withdrawn")]
     Withdrawn,
+    #[error("the peer's grant expired")]
+    GrantExpired,
+    #[error("refused a renewed grant: {0}")]
+    BadRenewal(Refusal),
+    #[error("plaintext peer refused (an older p2pd?)")]
+    Plaintext,
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
     #[error("idle for {}s", IDLE_TIMEOUT.as_secs())]
     Idle,
     #[error("peer stopped reading for {}s", WRITE_TIMEOUT.as_secs())]
@@ -62,9 +75,18 @@ enum Refusal {
     Grant(#[from] GrantError),
     #[error("file not shared here")]
     NotShared,
+    #[error("a renewed grant must be for the same file, group and key")]
+    NotSameGrant,
 }
 
 pub async fn serve(listener: TcpListener, plane: Arc<Plane>) {
+    let acceptor = match tls::acceptor(&plane.identity) {
+        Ok(acceptor) => acceptor,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot set up TLS for peers; not serving");
+            return;
+        }
+    };
     let limit = Arc::new(Semaphore::new(MAX_PEERS));
     let tasks = TaskTracker::new();
     loop {
@@ -86,8 +108,9 @@ pub async fn serve(listener: TcpListener, plane: Arc<Plane>) {
         };
         let _ = stream.set_nodelay(true);
         let plane = Arc::clone(&plane);
+        let acceptor = acceptor.clone();
         tasks.spawn(async move {
-            if let Err(reason) = connection(stream, peer, &plane).await {
+            if let Err(reason) = open(stream, peer, &plane, &acceptor).await {
                 tracing::info!(%peer, %reason, "peer connection ended");
             }
             drop(permit);
@@ -99,7 +122,32 @@ pub async fn serve(listener: TcpListener, plane: Arc<Plane>) {
 
 type PeerFramed<S> = Framed<S, PeerCodec>;
 
-async fn connection<S>(stream: S, peer: SocketAddr, plane: &Plane) -> Result<(), ServeEnd>
+/// TLS first; a plaintext peer (an older release) gets one plaintext ERROR saying why.
+async fn open(
+    stream: TcpStream,
+    peer: SocketAddr,
+    plane: &Plane,
+    acceptor: &TlsAcceptor,
+) -> Result<(), ServeEnd> {
+    if !tls::opens_with_tls(&stream, HANDSHAKE_TIMEOUT).await? {
+        let mut framed = Framed::new(stream, PeerCodec);
+        let why = format!(
+            "this peer speaks peer protocol v{} inside TLS; upgrade p2pd",
+            p2p_proto::peer::PEER_VERSION
+        );
+        let _ = send(&mut framed, PeerFrame::Error(why)).await;
+        return Err(ServeEnd::Plaintext);
+    }
+    let (stream, handshake) = tls::accept(stream, acceptor, HANDSHAKE_TIMEOUT).await?;
+    connection(stream, peer, handshake.peer, plane).await
+}
+
+async fn connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    peer_key: Fingerprint,
+    plane: &Plane,
+) -> Result<(), ServeEnd>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -117,7 +165,7 @@ where
             return Err(ServeEnd::NotHello);
         }
     };
-    let holding = match admit(plane, &hello).await {
+    let holding = match admit(plane, &hello, peer_key).await {
         Ok(h) => h,
         Err(refusal) => {
             let _ = send(&mut framed, PeerFrame::Error(refusal.to_string())).await;
@@ -125,6 +173,7 @@ where
         }
     };
     tracing::debug!(%peer, user = %hello.grant.user, file = %holding.meta.name, "serving peer");
+    let mut grant = hello.grant;
     let _serving = holding.serving();
     let mut haves = holding.subscribe();
     send(
@@ -161,7 +210,18 @@ where
                 };
                 match frame {
                     PeerFrame::Request(index) => {
+                        if grant.check_expiry(unix_now()).is_err() {
+                            let _ = send(&mut framed, PeerFrame::Error("grant expired".into())).await;
+                            return Err(ServeEnd::GrantExpired);
+                        }
                         serve_request(plane, &holding, &file, &mut framed, index).await?;
+                    }
+                    PeerFrame::Grant(renewed) => {
+                        if let Err(refusal) = renew(plane, &grant, &renewed, peer_key).await {
+                            let _ = send(&mut framed, PeerFrame::Error(refusal.to_string())).await;
+                            return Err(ServeEnd::BadRenewal(refusal));
+                        }
+                        grant = renewed;
                     }
                     PeerFrame::Cancel(_) | PeerFrame::KeepAlive => {}
                     other => {
@@ -210,21 +270,53 @@ where
     Ok(())
 }
 
-/// Checks the HELLO: we are sharing, the grant verifies for this file, and we hold it.
-async fn admit(plane: &Plane, hello: &Hello) -> Result<Arc<Holding>, Refusal> {
-    if plane.tracker.session().is_none() {
-        return Err(Refusal::LoggedOut);
-    }
+/// Checks a grant against the trackers' key, asking the tracker for its key again once if the
+/// grant is signed by another (the trackers' key changed).
+async fn verify_grant(
+    plane: &Plane,
+    grant: &Grant,
+    file: &str,
+    peer_key: Fingerprint,
+) -> Result<(), Refusal> {
     let key = plane
         .grant_key
         .get()
         .await
         .map_err(|e| Refusal::NoKey(e.message))?;
-    hello.grant.verify(&key, &hello.file, unix_now())?;
+    match grant.verify(&key, file, peer_key, unix_now()) {
+        Err(GrantError::OtherSigner(_)) => {
+            let Some(fresh) = plane
+                .grant_key
+                .refresh()
+                .await
+                .map_err(|e| Refusal::NoKey(e.message))?
+            else {
+                return Err(GrantError::OtherSigner(grant.key_id.clone()).into());
+            };
+            Ok(grant.verify(&fresh, file, peer_key, unix_now())?)
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Checks the HELLO: we are sharing, the grant verifies for this file and the connecting key,
+/// and we share the file ourselves in the very group (by id) the grant names.
+async fn admit(
+    plane: &Plane,
+    hello: &Hello,
+    peer_key: Fingerprint,
+) -> Result<Arc<Holding>, Refusal> {
+    if plane.tracker.session().is_none() {
+        return Err(Refusal::LoggedOut);
+    }
+    verify_grant(plane, &hello.grant, &hello.file, peer_key).await?;
     let holding = plane
         .holdings
         .get(&hello.grant.group, &hello.file)
         .ok_or(Refusal::NotShared)?;
+    if holding.group_id().as_deref() != Some(hello.grant.group_id.as_str()) {
+        return Err(Refusal::NotShared);
+    }
     if let Some(share_key) = &holding.share_key
         && crate::shares::changed(&holding)
     {
@@ -232,6 +324,22 @@ async fn admit(plane: &Plane, hello: &Hello) -> Result<Arc<Holding>, Refusal> {
         return Err(Refusal::NotShared);
     }
     Ok(holding)
+}
+
+/// Checks a GRANT frame: a valid grant for the same file, group and key as the one in use.
+async fn renew(
+    plane: &Plane,
+    current: &Grant,
+    renewed: &Grant,
+    peer_key: Fingerprint,
+) -> Result<(), Refusal> {
+    if renewed.file_sha1 != current.file_sha1
+        || renewed.group_id != current.group_id
+        || renewed.group != current.group
+    {
+        return Err(Refusal::NotSameGrant);
+    }
+    verify_grant(plane, renewed, &current.file_sha1, peer_key).await
 }
 
 async fn read_piece(

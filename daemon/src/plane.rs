@@ -8,6 +8,7 @@ use crate::holdings::Holdings;
 use crate::rate_limit::RateLimit;
 use crate::state::State;
 use crate::user_tracker::UserTracker;
+use p2p_proto::identity::Identity;
 use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +47,8 @@ impl Limits {
 }
 
 pub struct Plane {
+    /// This daemon's key, presented on every peer connection.
+    pub identity: Identity,
     pub state: State,
     pub tracker: UserTracker,
     pub holdings: Arc<Holdings>,

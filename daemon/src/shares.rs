@@ -33,6 +33,18 @@ pub async fn withdraw(plane: &Plane, share_key: &str, holding: &Holding) {
     plane.announce.now();
 }
 
+/// Stops offering `holding` because the tracker refused it (`reason`): a share is forgotten, a
+/// download's pieces stop being offered. Peers being served from it are cut off.
+pub async fn stop_offering(plane: &Plane, holding: &Holding, reason: &str) {
+    tracing::warn!(group = %holding.group, file = %holding.meta.name, reason, "no longer offered");
+    plane.holdings.remove(&holding.group, &holding.meta.sha1);
+    if let Some(key) = holding.share_key.clone()
+        && let Err(e) = plane.state.run(move |s| s.remove_share(&key)).await
+    {
+        tracing::error!(error = %e, "cannot forget a withdrawn share");
+    }
+}
+
 /// A holding for a share record. Piece hashes are not kept with shares (a downloader checks
 /// every piece), so the metadata carries the size and whole-file hash only.
 pub fn holding_for(share: &ShareRecord) -> Holding {
@@ -51,6 +63,7 @@ pub fn holding_for(share: &ShareRecord) -> Holding {
     );
     holding.set_expected_stat(share.size, share.mtime_ns);
     holding.spread_uploads(share.pieces);
+    holding.set_group_id(share.group_id.clone());
     holding
 }
 

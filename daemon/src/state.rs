@@ -5,7 +5,11 @@
 //! - `shares`: `"{user}/{group}/{name}"` → JSON [`ShareRecord`]
 //! - `downloads`: `"{user}/{group}/{name}"` → JSON [`DownloadRecord`]
 //! - `bitmaps`: same key → the download's verified-pieces bitfield (wire format)
-//! - `meta`: name → JSON (the trackers' public key)
+//! - `meta`: name → JSON (`schema`; `tracker_key`, the trackers' grant-verification key)
+//! - `tracker_pins`: tracker address → the key fingerprint pinned for it (trust on first use)
+//!
+//! Schema 1 (release 0.1.0, no `schema` row) is migrated in place at open: the grant key it
+//! learned over plaintext is dropped (it is fetched again over TLS); everything else is kept.
 
 use p2p_proto::files::FileMeta;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -20,6 +24,11 @@ const SHARES: TableDefinition<&str, &[u8]> = TableDefinition::new("shares");
 const DOWNLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("downloads");
 const BITMAPS: TableDefinition<&str, &[u8]> = TableDefinition::new("bitmaps");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const TRACKER_PINS: TableDefinition<&str, &str> = TableDefinition::new("tracker_pins");
+/// The schema this release writes.
+const CURRENT_SCHEMA: u64 = 2;
+/// `meta` row of the trackers' grant-verification key.
+pub const TRACKER_KEY: &str = "tracker_key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -77,6 +86,10 @@ pub struct ShareRecord {
     pub mtime_ns: i128,
     pub sha1: String,
     pub pieces: usize,
+    /// The internal id of the group it is shared in, once the tracker said it (absent in
+    /// 0.1.0 records; learned at the next announcement).
+    #[serde(default)]
+    pub group_id: Option<String>,
 }
 
 /// Where a download stands, as stored.
@@ -99,6 +112,9 @@ pub struct DownloadRecord {
     pub part_path: PathBuf,
     pub state: StoredState,
     pub error: Option<String>,
+    /// The internal id of the group, once the tracker said it (absent in 0.1.0 records).
+    #[serde(default)]
+    pub group_id: Option<String>,
     /// Peers banned from this download, with the reason (kept after it ends).
     #[serde(default)]
     pub banned: Vec<p2p_proto::control::BannedPeer>,
@@ -208,6 +224,8 @@ impl StateDb {
         for table in [SESSION, SHARES, DOWNLOADS, BITMAPS, META] {
             txn.open_table(table).map_err(|e| state.err(e))?;
         }
+        txn.open_table(TRACKER_PINS).map_err(|e| state.err(e))?;
+        state.migrate(&txn)?;
         txn.commit().map_err(|e| state.err(e))?;
         Ok(state)
     }
@@ -329,6 +347,56 @@ impl StateDb {
     pub fn put_bitmap(&self, key: &str, bitmap: &StoredBitmap) -> Result<(), StateError> {
         let raw = serde_json::to_vec(bitmap).unwrap_or_default();
         self.put(BITMAPS, key, Some(&raw))
+    }
+
+    /// Brings a database of an earlier release up to [`CURRENT_SCHEMA`], in `txn`.
+    fn migrate(&self, txn: &redb::WriteTransaction) -> Result<(), StateError> {
+        let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+        let schema: u64 = match meta.get("schema").map_err(|e| self.err(e))? {
+            Some(raw) => serde_json::from_slice(raw.value()).map_err(|e| self.corrupt(e))?,
+            None => 1,
+        };
+        if schema > CURRENT_SCHEMA {
+            return Err(StateError::Corrupt {
+                path: self.path.clone(),
+                what: "schema",
+                reason: format!(
+                    "schema {schema} is newer than this p2pd supports ({CURRENT_SCHEMA}); run \
+                     the release that wrote it"
+                ),
+            });
+        }
+        if schema < 2 {
+            // Learned over a plaintext link: not to be trusted; fetched again over TLS.
+            meta.remove(TRACKER_KEY).map_err(|e| self.err(e))?;
+            tracing::info!(path = %self.path.display(), from = schema, to = CURRENT_SCHEMA, "database migrated");
+        }
+        let raw = serde_json::to_vec(&CURRENT_SCHEMA).unwrap_or_default();
+        meta.insert("schema", raw.as_slice())
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Every pinned tracker key, by tracker address.
+    pub fn tracker_pins(&self) -> Result<Vec<(String, String)>, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = txn.open_table(TRACKER_PINS).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            out.push((k.value().to_string(), v.value().to_string()));
+        }
+        Ok(out)
+    }
+
+    /// Pins `fingerprint` for the tracker at `addr`, durably.
+    pub fn set_tracker_pin(&self, addr: &str, fingerprint: &str) -> Result<(), StateError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        txn.open_table(TRACKER_PINS)
+            .map_err(|e| self.err(e))?
+            .insert(addr, fingerprint)
+            .map_err(|e| self.err(e))?;
+        txn.commit().map_err(|e| self.err(e))
     }
 
     pub fn meta_value(&self, name: &str) -> Result<Option<String>, StateError> {

@@ -1,4 +1,9 @@
-//! Talks to the trackers of tracker_info.txt.
+//! Talks to the trackers of tracker_info.txt, over TLS.
+//!
+//! Every connection presents this daemon's key (sessions and grants are bound to it) and
+//! accepts only the key expected of that tracker ([`TrackerPins`]); the handshake, and with it
+//! the key check, completes before any request is written. A tracker met for the first time
+//! without a fingerprint in tracker_info.txt has its key pinned before the request is sent.
 //!
 //! Connections are pooled: a request takes an idle connection to the tracker it wants (or opens
 //! one), uses it, and puts it back, so no lock is held while waiting on the network and requests
@@ -13,18 +18,22 @@
 //! twice.
 
 use crate::sync::Locked;
+use crate::tracker_pins::TrackerPins;
+use p2p_proto::identity::{Fingerprint, Identity};
 use p2p_proto::limits::{MAX_TRACKER_FRAME, TRACKER_CONNECT_TIMEOUT};
+use p2p_proto::tls::{self, Expect, TlsError, TlsStream};
 use p2p_proto::token::new_request_id;
 use p2p_proto::tracker::{TrackerCall, TrackerReply, TrackerRequest, TrackerResponse};
 use p2p_proto::{ErrorKind, ErrorReply, FrameError, MessageStream};
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-type Conn = MessageStream<TcpStream>;
+type Conn = MessageStream<TlsStream<TcpStream>>;
 
 /// Most idle connections kept for reuse.
 const MAX_IDLE: usize = 4;
@@ -55,8 +64,10 @@ impl Default for Timing {
 
 pub struct TrackerClient {
     trackers: Vec<SocketAddr>,
+    identity: Identity,
+    pins: Arc<TrackerPins>,
     timing: Timing,
-    idle: Locked<Vec<(SocketAddr, Conn)>>,
+    idle: Locked<Vec<(SocketAddr, Conn, Fingerprint)>>,
     status: Locked<LinkStatus>,
     /// Woken when the tracker in use changes, so the daemon re-announces its files there.
     pub switched: Notify,
@@ -66,6 +77,8 @@ pub struct TrackerClient {
 #[derive(Debug, Clone, Default)]
 pub struct LinkStatus {
     pub current: Option<SocketAddr>,
+    /// The key of the tracker in use.
+    pub current_key: Option<Fingerprint>,
     pub last_error: Option<String>,
     /// The tracker that last served a request.
     preferred: Option<SocketAddr>,
@@ -78,6 +91,29 @@ enum LinkError {
     Connect(std::io::Error),
     #[error("connect timed out")]
     ConnectTimeout,
+    #[error(
+        "tracker {addr} presented key {presented}, but {expected} is pinned for it; if its key \
+         was changed on purpose, run `p2pctl trust_tracker {addr} {presented}`"
+    )]
+    KeyChanged {
+        addr: SocketAddr,
+        expected: Fingerprint,
+        presented: Fingerprint,
+    },
+    #[error(
+        "tracker {addr} presented key {presented}, but tracker_info.txt names {expected} for it"
+    )]
+    NotListedKey {
+        addr: SocketAddr,
+        expected: Fingerprint,
+        presented: Fingerprint,
+    },
+    #[error("tracker {0} does not speak TLS (an older trackerd?); upgrade it")]
+    NotTls(SocketAddr),
+    #[error("TLS: {0}")]
+    Tls(TlsError),
+    #[error("cannot pin the tracker's key: {0}")]
+    Pin(crate::state::StateError),
     #[error("{0}")]
     Frame(#[from] FrameError),
     #[error("connection closed")]
@@ -91,20 +127,39 @@ enum LinkError {
     Unavailable(String),
 }
 
+impl LinkError {
+    /// A failure that trying again cannot cure (a key that is not the expected one, a tracker
+    /// of another version): no point in retrying that tracker during this call.
+    fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            LinkError::KeyChanged { .. } | LinkError::NotListedKey { .. } | LinkError::NotTls(_)
+        )
+    }
+}
+
 enum Attempt {
-    Answered(Result<TrackerReply, ErrorReply>),
+    Answered(Box<Result<TrackerReply, ErrorReply>>),
     Redirect(Option<SocketAddr>, String),
     Failed(LinkError),
 }
 
 impl TrackerClient {
-    pub fn new(trackers: Vec<SocketAddr>) -> Self {
-        Self::with_timing(trackers, Timing::default())
+    /// A client of `trackers` presenting `identity`, accepting the keys `pins` expects.
+    pub fn new(trackers: Vec<SocketAddr>, identity: Identity, pins: Arc<TrackerPins>) -> Self {
+        Self::with_timing(trackers, identity, pins, Timing::default())
     }
 
-    pub fn with_timing(trackers: Vec<SocketAddr>, timing: Timing) -> Self {
+    pub fn with_timing(
+        trackers: Vec<SocketAddr>,
+        identity: Identity,
+        pins: Arc<TrackerPins>,
+        timing: Timing,
+    ) -> Self {
         Self {
             trackers,
+            identity,
+            pins,
             timing,
             idle: Locked::default(),
             status: Locked::default(),
@@ -114,6 +169,21 @@ impl TrackerClient {
 
     pub fn status(&self) -> LinkStatus {
         self.status.get()
+    }
+
+    /// The trackers of tracker_info.txt, in order.
+    pub fn trackers(&self) -> &[SocketAddr] {
+        &self.trackers
+    }
+
+    /// This daemon's key.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Forgets the pooled connections to `addr` (its key was re-trusted).
+    pub fn forget(&self, addr: SocketAddr) {
+        self.idle.with(|idle| idle.retain(|(a, _, _)| *a != addr));
     }
 
     /// Sends one request and returns the tracker's answer, failing over as described above.
@@ -126,10 +196,12 @@ impl TrackerClient {
         let deadline = Instant::now() + self.timing.deadline;
         let mut failures: Vec<String> = Vec::new();
         let mut timed_out: HashSet<SocketAddr> = HashSet::new();
+        let mut permanent: HashSet<SocketAddr> = HashSet::new();
         let mut redirect: Option<SocketAddr> = None;
         let mut redirects = 0u32;
         loop {
             let mut order = self.order(redirect.take());
+            order.retain(|a| !permanent.contains(a));
             // A tracker that timed out is tried again only when no other one is left.
             if order.iter().any(|a| !timed_out.contains(a)) {
                 order.retain(|a| !timed_out.contains(a));
@@ -141,7 +213,7 @@ impl TrackerClient {
                 match self.attempt(addr, &request).await {
                     Attempt::Answered(result) => {
                         self.note_success(addr);
-                        return result;
+                        return *result;
                     }
                     Attempt::Redirect(to, msg) => {
                         failures.push(format!("{addr}: {msg}"));
@@ -156,9 +228,18 @@ impl TrackerClient {
                         if matches!(e, LinkError::NoAnswer(_)) {
                             timed_out.insert(addr);
                         }
-                        failures.push(format!("{addr}: {e}"));
+                        if e.is_permanent() {
+                            // Its message names the tracker already.
+                            permanent.insert(addr);
+                            failures.push(e.to_string());
+                        } else {
+                            failures.push(format!("{addr}: {e}"));
+                        }
                     }
                 }
+            }
+            if permanent.len() == self.trackers.len() {
+                break;
             }
             if Instant::now() + self.timing.round_pause >= deadline {
                 break;
@@ -199,17 +280,21 @@ impl TrackerClient {
     }
 
     async fn attempt(&self, addr: SocketAddr, request: &TrackerRequest) -> Attempt {
-        let mut conn = match self.take_connection(addr).await {
-            Ok(c) => c,
-            Err(e) => return Attempt::Failed(e),
-        };
+        // One deadline for connecting, the TLS handshake and the answer: a frozen tracker
+        // accepts TCP connections (the kernel does) but never finishes a handshake.
         let limit = self.timing.attempt;
-        let response = match tokio::time::timeout(limit, exchange(&mut conn, request)).await {
+        let outcome = tokio::time::timeout(limit, async {
+            let (mut conn, key) = self.take_connection(addr).await?;
+            let response = exchange(&mut conn, request).await?;
+            Ok::<_, LinkError>((conn, key, response))
+        })
+        .await;
+        let (conn, key, response) = match outcome {
             Err(_) => return Attempt::Failed(LinkError::NoAnswer(limit)),
             Ok(Err(e)) => return Attempt::Failed(e),
-            Ok(Ok(response)) => response,
+            Ok(Ok(done)) => done,
         };
-        self.put_back(addr, conn);
+        self.put_back(addr, conn, key);
         match response.result {
             Err(e) if e.kind == ErrorKind::NotPrimary => {
                 let to = e.redirect.as_deref().and_then(|r| r.parse().ok());
@@ -218,30 +303,69 @@ impl TrackerClient {
             Err(e) if e.kind == ErrorKind::Unavailable => {
                 Attempt::Failed(LinkError::Unavailable(e.message))
             }
-            result => Attempt::Answered(result),
+            result => {
+                self.status.with(|s| s.current_key = Some(key));
+                Attempt::Answered(Box::new(result))
+            }
         }
     }
 
-    async fn take_connection(&self, addr: SocketAddr) -> Result<Conn, LinkError> {
+    async fn take_connection(&self, addr: SocketAddr) -> Result<(Conn, Fingerprint), LinkError> {
         let pooled = self.idle.with(|idle| {
-            let i = idle.iter().position(|(a, _)| *a == addr)?;
-            Some(idle.swap_remove(i).1)
+            let i = idle.iter().position(|(a, _, _)| *a == addr)?;
+            let (_, conn, key) = idle.swap_remove(i);
+            Some((conn, key))
         });
-        if let Some(conn) = pooled {
-            return Ok(conn);
+        if let Some(pooled) = pooled {
+            return Ok(pooled);
         }
         let stream = tokio::time::timeout(self.timing.connect, TcpStream::connect(addr))
             .await
             .map_err(|_| LinkError::ConnectTimeout)?
             .map_err(LinkError::Connect)?;
         let _ = stream.set_nodelay(true);
-        Ok(MessageStream::new(stream, MAX_TRACKER_FRAME))
+        let expect = match self.pins.expected(addr) {
+            Some(key) => Expect::Key(key),
+            None => Expect::AnyKey,
+        };
+        let (stream, handshake) = tls::connect(stream, &self.identity, expect, self.timing.attempt)
+            .await
+            .map_err(|e| match e {
+                TlsError::KeyMismatch {
+                    expected,
+                    presented,
+                } if self.pins.is_configured(addr) => LinkError::NotListedKey {
+                    addr,
+                    expected,
+                    presented,
+                },
+                TlsError::KeyMismatch {
+                    expected,
+                    presented,
+                } => LinkError::KeyChanged {
+                    addr,
+                    expected,
+                    presented,
+                },
+                TlsError::NotTls => LinkError::NotTls(addr),
+                other => LinkError::Tls(other),
+            })?;
+        if expect == Expect::AnyKey {
+            self.pins
+                .pin_first(addr, handshake.peer)
+                .await
+                .map_err(LinkError::Pin)?;
+        }
+        Ok((
+            MessageStream::new(stream, MAX_TRACKER_FRAME),
+            handshake.peer,
+        ))
     }
 
-    fn put_back(&self, addr: SocketAddr, conn: Conn) {
+    fn put_back(&self, addr: SocketAddr, conn: Conn, key: Fingerprint) {
         self.idle.with(|idle| {
             if idle.len() < MAX_IDLE {
-                idle.push((addr, conn));
+                idle.push((addr, conn, key));
             }
         });
     }
@@ -264,6 +388,7 @@ impl TrackerClient {
     fn note_failure(&self, error: &str) {
         self.status.with(|status| {
             status.current = None;
+            status.current_key = None;
             status.last_error = Some(error.to_string());
         });
     }

@@ -1,12 +1,14 @@
 //! The cluster protocol between the two trackers.
 //!
-//! A connection opens as a tracker connection whose first request is
-//! `TrackerCall::ClusterHello` (of the tracker protocol) carrying the
-//! connector's number and a random nonce. The acceptor answers with a [`ClusterMsg::Challenge`]:
-//! its own nonce and a proof `HMAC-SHA256(key, "acceptor" | nonce_c | nonce_s)`. The connector
-//! checks it and sends [`ClusterMsg::Auth`] with `HMAC(key, "connector" | nonce_c | nonce_s)`,
-//! its position and what it wants (follow the log, or just probe). Only after both proofs
-//! verify does anything else happen; a wrong proof is logged and the connection closed.
+//! It runs inside TLS, each tracker presenting its own key (pinned by the other). A connection
+//! opens as a tracker connection whose first request is `TrackerCall::ClusterHello` (of the
+//! tracker protocol) carrying the connector's number and its proof of the cluster key bound to
+//! this TLS session: `HMAC-SHA256(key, "connector" ‖ exporter)`, where the exporter value is
+//! one both ends of this TLS session share and nobody else can (see [`crate::tls`]). The
+//! acceptor checks it and answers [`ClusterMsg::Accepted`] with its own proof
+//! (`"acceptor" ‖ exporter`); the connector checks that and sends [`ClusterMsg::Hello`] with
+//! its position and what it wants (follow the log, or just probe). A wrong proof or an
+//! unexpected key is refused ([`ClusterMsg::Refuse`]) and the connection closed.
 //!
 //! The acceptor then answers [`ClusterMsg::Status`] (its role and position). For a follower the
 //! primary then sends either a snapshot (a series of [`ClusterMsg::Snapshot`] chunks, the last
@@ -17,7 +19,7 @@
 use crate::frame::Message;
 use serde::{Deserialize, Serialize};
 
-pub const CLUSTER_VERSION: u32 = 1;
+pub const CLUSTER_VERSION: u32 = 2;
 
 /// Largest snapshot chunk, in bytes of row data.
 pub const SNAPSHOT_CHUNK: usize = 4 * 1024 * 1024;
@@ -91,12 +93,12 @@ pub struct SnapshotRow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClusterMsg {
-    Challenge {
-        nonce: String,
+    /// The acceptor took the connector's proof; this is its own.
+    Accepted {
         proof: String,
     },
-    Auth {
-        proof: String,
+    /// The connector took the acceptor's proof: where it stands and what it wants.
+    Hello {
         position: Position,
         purpose: Purpose,
     },

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Version of the control protocol.
-pub const CONTROL_VERSION: u32 = 1;
+pub const CONTROL_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CtlRequest {
@@ -79,6 +79,12 @@ pub enum CtlCommand {
     StopShare {
         group: String,
         file: String,
+    },
+    /// Accepts `fingerprint` as the key of the tracker at `tracker` (an address of
+    /// tracker_info.txt), replacing the key pinned for it.
+    TrustTracker {
+        tracker: String,
+        fingerprint: String,
     },
 }
 
@@ -187,8 +193,12 @@ pub struct DaemonStatus {
     pub version: String,
     pub pid: u32,
     pub user: Option<String>,
+    /// This daemon's key, as peers and trackers know it.
+    pub fingerprint: String,
     /// The tracker the daemon talks to now, if any answered.
     pub tracker: Option<String>,
+    /// That tracker's key.
+    pub tracker_fingerprint: Option<String>,
     /// The last error talking to a tracker.
     pub last_tracker_error: Option<String>,
     pub socket: PathBuf,

@@ -1,26 +1,49 @@
-//! Download grants: the tracker's proof, checked by a seeder without asking anyone, that a
-//! user is a member of a file's group.
+//! Download grants: the tracker's proof, checked by a seeder without asking anyone, that the
+//! daemon connecting to it may have a file.
 //!
-//! A grant names (user, group, file SHA-1, expiry) and is signed with the trackers' ed25519
-//! key. A seeder that knows the trackers' public key serves a connection only if its grant
-//! verifies, has not expired and names the file asked for.
+//! A grant names the user, the group (by name and by its internal id, which a re-created group
+//! does not share), the file's SHA-1, the downloader's key fingerprint and an expiry, and is
+//! signed with the trackers' Ed25519 signing key. A seeder serves a request only if the grant
+//! verifies, has not expired (checked on every request), names the key the TLS peer proved it
+//! holds, and names a file the seeder itself shares in a group with that id. Grants live a
+//! minute or two; downloaders renew them while they download.
 
+use crate::identity::Fingerprint;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-/// How long a grant stays valid after the tracker issues it, in seconds.
-pub const GRANT_LIFETIME_SECS: u64 = 15 * 60;
+/// How long a grant stays valid after the tracker issues it, by default, in seconds: short,
+/// so that a member who left (and keeps old grants) is cut off within two minutes.
+pub const GRANT_LIFETIME_SECS: u64 = 90;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
+    /// Which signing key signed it (see [`key_id`]).
+    pub key_id: String,
     pub user: String,
     pub group: String,
+    /// The group's internal id.
+    pub group_id: String,
     /// SHA-1 of the whole file, hex.
     pub file_sha1: String,
+    /// The only key that may use this grant.
+    pub downloader: Fingerprint,
     /// Unix time (seconds) after which the grant is void.
     pub expires: u64,
-    /// ed25519 signature of [`Grant::signed_bytes`], hex.
+    /// Ed25519 signature of [`Grant::signed_bytes`], hex.
     pub signature: String,
+}
+
+/// What a grant says, before it is signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantTerms<'a> {
+    pub user: &'a str,
+    pub group: &'a str,
+    pub group_id: &'a str,
+    pub file_sha1: &'a str,
+    pub downloader: Fingerprint,
+    pub expires: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,49 +54,111 @@ pub enum GrantError {
     Expired,
     #[error("grant is for another file")]
     WrongFile,
+    #[error("grant was issued to another key")]
+    WrongKey,
+    #[error("grant is signed by another tracker key ({0})")]
+    OtherSigner(String),
     #[error("tracker key is malformed")]
     BadKey,
 }
 
+/// A short name of a signing key: the first 16 hex digits of the SHA-256 of its public half.
+pub fn key_id(public_key_hex: &str) -> String {
+    let raw = hex::decode(public_key_hex).unwrap_or_default();
+    hex::encode(&Sha256::digest(raw)[..8])
+}
+
 impl Grant {
-    fn signed_bytes(user: &str, group: &str, file_sha1: &str, expires: u64) -> Vec<u8> {
-        format!("p2p-grant-v1\n{user}\n{group}\n{file_sha1}\n{expires}").into_bytes()
+    /// Every field, each behind its length, so no two different grants sign the same bytes.
+    fn signed_bytes(key_id: &str, terms: &GrantTerms<'_>) -> Vec<u8> {
+        let mut out = b"p2p-grant-v2".to_vec();
+        let expires = terms.expires.to_string();
+        let downloader = terms.downloader.to_string();
+        for field in [
+            key_id,
+            terms.user,
+            terms.group,
+            terms.group_id,
+            terms.file_sha1,
+            &downloader,
+            &expires,
+        ] {
+            out.extend_from_slice(&(field.len() as u32).to_be_bytes());
+            out.extend_from_slice(field.as_bytes());
+        }
+        out
     }
 
-    /// Issues a grant signed with `key`.
-    pub fn issue(key: &SigningKey, user: &str, group: &str, file_sha1: &str, expires: u64) -> Self {
-        let signature = key.sign(&Self::signed_bytes(user, group, file_sha1, expires));
-        Self {
-            user: user.to_string(),
-            group: group.to_string(),
-            file_sha1: file_sha1.to_string(),
-            expires,
-            signature: hex::encode(signature.to_bytes()),
+    fn terms(&self) -> GrantTerms<'_> {
+        GrantTerms {
+            user: &self.user,
+            group: &self.group,
+            group_id: &self.group_id,
+            file_sha1: &self.file_sha1,
+            downloader: self.downloader,
+            expires: self.expires,
         }
     }
 
-    /// Checks the grant against the trackers' public key (hex), the file asked for and `now`
-    /// (Unix seconds).
-    pub fn verify(
-        &self,
-        public_key_hex: &str,
-        file_sha1: &str,
-        now: u64,
-    ) -> Result<(), GrantError> {
+    /// Issues a grant signed with `key`.
+    pub fn issue(key: &SigningKey, terms: GrantTerms<'_>) -> Self {
+        let key_id = key_id(&public_key_hex(key));
+        let signature = key.sign(&Self::signed_bytes(&key_id, &terms));
+        Self {
+            user: terms.user.to_string(),
+            group: terms.group.to_string(),
+            group_id: terms.group_id.to_string(),
+            file_sha1: terms.file_sha1.to_string(),
+            downloader: terms.downloader,
+            expires: terms.expires,
+            signature: hex::encode(signature.to_bytes()),
+            key_id,
+        }
+    }
+
+    /// Checks the signature against the trackers' public key (hex) only.
+    pub fn verify_signature(&self, public_key_hex: &str) -> Result<(), GrantError> {
+        let expected_id = key_id(public_key_hex);
+        if self.key_id != expected_id {
+            return Err(GrantError::OtherSigner(
+                self.key_id.chars().take(16).collect(),
+            ));
+        }
         let key = parse_public_key(public_key_hex)?;
         let raw = hex::decode(&self.signature).map_err(|_| GrantError::BadSignature)?;
         let signature =
             Signature::try_from(raw.as_slice()).map_err(|_| GrantError::BadSignature)?;
-        let message = Self::signed_bytes(&self.user, &self.group, &self.file_sha1, self.expires);
+        let message = Self::signed_bytes(&self.key_id, &self.terms());
         key.verify_strict(&message, &signature)
-            .map_err(|_| GrantError::BadSignature)?;
+            .map_err(|_| GrantError::BadSignature)
+    }
+
+    /// Checks everything a seeder checks at the handshake: the signature, the file asked for,
+    /// the key of the connecting peer, and `now` (Unix seconds).
+    pub fn verify(
+        &self,
+        public_key_hex: &str,
+        file_sha1: &str,
+        peer: Fingerprint,
+        now: u64,
+    ) -> Result<(), GrantError> {
+        self.verify_signature(public_key_hex)?;
         if self.file_sha1 != file_sha1 {
             return Err(GrantError::WrongFile);
         }
-        if now > self.expires {
-            return Err(GrantError::Expired);
+        if self.downloader != peer {
+            return Err(GrantError::WrongKey);
         }
-        Ok(())
+        self.check_expiry(now)
+    }
+
+    /// The check a seeder repeats on every request.
+    pub fn check_expiry(&self, now: u64) -> Result<(), GrantError> {
+        if now > self.expires {
+            Err(GrantError::Expired)
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -107,31 +192,76 @@ pub fn unix_now() -> u64 {
 mod tests {
     use super::*;
 
+    fn fp(byte: u8) -> Fingerprint {
+        Fingerprint::of_spki(&[byte])
+    }
+
+    fn terms(expires: u64) -> GrantTerms<'static> {
+        GrantTerms {
+            user: "bob",
+            group: "g1",
+            group_id: "00ff",
+            file_sha1: "ab",
+            downloader: fp(1),
+            expires,
+        }
+    }
+
     #[test]
-    fn issued_grant_verifies_and_tampering_fails() {
+    fn an_issued_grant_verifies_for_its_key_file_and_time_only() {
         let key = new_signing_key();
         let public = public_key_hex(&key);
-        let grant = Grant::issue(&key, "bob", "g1", "ab", 1000);
-        assert_eq!(grant.verify(&public, "ab", 999), Ok(()));
-        assert_eq!(grant.verify(&public, "ab", 1001), Err(GrantError::Expired));
-        assert_eq!(grant.verify(&public, "cd", 999), Err(GrantError::WrongFile));
-        let mut forged = grant.clone();
-        forged.user = "mallory".into();
+        let grant = Grant::issue(&key, terms(1000));
+        assert_eq!(grant.verify(&public, "ab", fp(1), 999), Ok(()));
         assert_eq!(
-            forged.verify(&public, "ab", 999),
-            Err(GrantError::BadSignature)
+            grant.verify(&public, "ab", fp(1), 1001),
+            Err(GrantError::Expired)
         );
-        let mut later = grant.clone();
-        later.expires = 5000;
         assert_eq!(
-            later.verify(&public, "ab", 999),
-            Err(GrantError::BadSignature)
+            grant.verify(&public, "cd", fp(1), 999),
+            Err(GrantError::WrongFile)
         );
+        assert_eq!(
+            grant.verify(&public, "ab", fp(2), 999),
+            Err(GrantError::WrongKey),
+            "a captured grant is useless to another key"
+        );
+    }
+
+    #[test]
+    fn tampering_and_other_signers_are_refused() {
+        let key = new_signing_key();
+        let public = public_key_hex(&key);
+        let grant = Grant::issue(&key, terms(1000));
+        let mut changes: Vec<Grant> = Vec::new();
+        for change in 0..5 {
+            let mut forged = grant.clone();
+            match change {
+                0 => forged.user = "mallory".into(),
+                1 => forged.expires = 5000,
+                2 => forged.downloader = fp(2),
+                3 => forged.group_id = "0000".into(),
+                _ => forged.group = "g2".into(),
+            }
+            changes.push(forged);
+        }
+        for forged in changes {
+            assert_eq!(
+                forged.verify(&public, "ab", forged.downloader, 999),
+                Err(GrantError::BadSignature),
+                "{forged:?}"
+            );
+        }
         let other = public_key_hex(&new_signing_key());
+        assert!(matches!(
+            grant.verify(&other, "ab", fp(1), 999),
+            Err(GrantError::OtherSigner(_))
+        ));
+        let mut relabelled = grant.clone();
+        relabelled.key_id = key_id(&other);
         assert_eq!(
-            grant.verify(&other, "ab", 999),
+            relabelled.verify(&other, "ab", fp(1), 999),
             Err(GrantError::BadSignature)
         );
-        assert_eq!(grant.verify("zz", "ab", 999), Err(GrantError::BadKey));
     }
 }

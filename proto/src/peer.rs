@@ -13,8 +13,12 @@
 //! | 7    | PIECE     | `u32` piece, then the piece's raw bytes                      |
 //! | 8    | REJECT    | `u32` piece the seeder cannot serve now                      |
 //! | 9    | KEEPALIVE | empty                                                        |
+//! | 10   | GRANT     | JSON [`Grant`]: a renewed grant (downloader → seeder)        |
 //!
-//! Piece data is never JSON. Frames over [`MAX_PEER_FRAME`] are refused before they are read.
+//! It runs inside TLS: the seeder serves only a grant naming the key the downloader proved it
+//! holds, and checks the grant's expiry on every REQUEST; the downloader accepts only the key
+//! the tracker listed for the seeder. Piece data is never JSON. Frames over
+//! [`MAX_PEER_FRAME`] are refused before they are read.
 
 use crate::files::PIECE_SIZE;
 use crate::grant::Grant;
@@ -23,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::codec::{Decoder, Encoder};
 
 /// Version of the peer protocol.
-pub const PEER_VERSION: u32 = 1;
+pub const PEER_VERSION: u32 = 2;
 
 /// Largest frame: a whole piece plus its header.
 pub const MAX_PEER_FRAME: usize = PIECE_SIZE as usize + 16;
@@ -51,6 +55,7 @@ pub enum PeerFrame {
     Piece { index: u32, data: Bytes },
     Reject(u32),
     KeepAlive,
+    Grant(Grant),
 }
 
 impl PeerFrame {
@@ -66,6 +71,7 @@ impl PeerFrame {
             PeerFrame::Piece { .. } => "PIECE",
             PeerFrame::Reject(_) => "REJECT",
             PeerFrame::KeepAlive => "KEEPALIVE",
+            PeerFrame::Grant(_) => "GRANT",
         }
     }
 }
@@ -109,6 +115,7 @@ const T_CANCEL: u8 = 6;
 const T_PIECE: u8 = 7;
 const T_REJECT: u8 = 8;
 const T_KEEPALIVE: u8 = 9;
+const T_GRANT: u8 = 10;
 
 fn index(payload: &Bytes) -> Result<u32, PeerWireError> {
     let raw: [u8; 4] = payload
@@ -185,6 +192,13 @@ impl Decoder for PeerCodec {
                 }
             }
             T_KEEPALIVE if payload.is_empty() => PeerFrame::KeepAlive,
+            T_GRANT => {
+                control_sized(&payload)?;
+                PeerFrame::Grant(
+                    serde_json::from_slice(&payload)
+                        .map_err(|e| PeerWireError::Malformed(e.to_string()))?,
+                )
+            }
             other => {
                 return Err(PeerWireError::Malformed(format!(
                     "unknown frame type {other}"
@@ -228,6 +242,13 @@ impl Encoder<PeerFrame> for PeerCodec {
             PeerFrame::Reject(i) => (T_REJECT, Some(i), Bytes::new()),
             PeerFrame::Piece { index, data } => (T_PIECE, Some(index), data),
             PeerFrame::KeepAlive => (T_KEEPALIVE, None, Bytes::new()),
+            PeerFrame::Grant(grant) => (
+                T_GRANT,
+                None,
+                serde_json::to_vec(&grant)
+                    .map_err(|e| PeerWireError::Malformed(e.to_string()))?
+                    .into(),
+            ),
         };
         let len = 1 + head.map_or(0, |_| 4) + body.len();
         if len > MAX_PEER_FRAME {

@@ -1,9 +1,13 @@
 //! The tracker protocol: `p2pd` asks, `trackerd` answers, one JSON frame each way.
 //!
+//! It runs inside TLS (see [`crate::tls`]): the daemon presents its key, which the tracker binds
+//! sessions and grants to; the daemon accepts only the tracker's pinned key.
+//!
 //! Every request carries a request id chosen by the client. A write the tracker has applied is
 //! remembered by its id, so a client that lost the answer and retries (possibly at the other
 //! tracker) gets the first answer again instead of a second application. Requests that need a
-//! logged-in user carry the session token; the tracker keeps only its hash.
+//! logged-in user carry the session token the tracker made at login; the tracker keeps only its
+//! hash, and refuses it on a connection with another key than the one that logged in.
 //!
 //! A frame that cannot be read (too large, wrong version, malformed) is answered with a
 //! `protocol` error carrying the id `""` and the connection is closed.
@@ -12,11 +16,12 @@ use crate::ErrorReply;
 use crate::files::FileMeta;
 use crate::frame::Message;
 use crate::grant::Grant;
+use crate::identity::Fingerprint;
 use crate::views::{FileInfo, GroupInfo, LeftGroup};
 use serde::{Deserialize, Serialize};
 
 /// Version of the tracker protocol.
-pub const TRACKER_VERSION: u32 = 1;
+pub const TRACKER_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrackerRequest {
@@ -41,21 +46,20 @@ pub enum TrackerCall {
     /// Liveness probe; answered with [`TrackerReply::Pong`].
     Ping,
     /// The first frame of a connection from the other tracker: from here on the connection
-    /// speaks the cluster protocol ([`crate::cluster`]), after proving the cluster key.
+    /// speaks the cluster protocol ([`crate::cluster`]). `proof` proves the cluster key, bound
+    /// to this TLS session.
     ClusterHello {
         from: usize,
-        nonce: String,
+        proof: String,
     },
     CreateUser {
         user: String,
         password: String,
     },
-    /// Opens a session. The client proposes the token (64 hex characters) so a retried login
-    /// yields the same session and the tracker never has to store a token in clear.
+    /// Opens a session bound to the caller's key; answered with [`TrackerReply::LoggedIn`].
     Login {
         user: String,
         password: String,
-        token: String,
     },
     Logout,
     /// Who the session belongs to.
@@ -81,7 +85,7 @@ pub enum TrackerCall {
     SigningKey,
     /// Registers a file in a group (or checks it matches the one registered under that name)
     /// and makes the caller one of its seeders, reachable at `port` on the address the tracker
-    /// sees the caller connect from.
+    /// sees the caller connect from. Answered with [`TrackerReply::Shared`].
     UploadFile {
         group: String,
         file: FileMeta,
@@ -90,14 +94,21 @@ pub enum TrackerCall {
     ListFiles {
         group: String,
     },
-    /// Everything needed to download a file: its metadata, the peers online with it and a
-    /// fresh grant for the caller.
+    /// Everything needed to start downloading a file: its metadata (with every piece hash),
+    /// the peers online with it and a fresh grant for the caller.
     FetchFile {
         group: String,
         name: String,
     },
+    /// What a running download asks for again and again: the peers online with the file and a
+    /// fresh grant, without the metadata it already has.
+    Peers {
+        group: String,
+        name: String,
+    },
     /// Says which files the caller's daemon holds now (replacing its previous announcement).
-    /// A daemon announces periodically; one that stops is forgotten within a minute.
+    /// A daemon announces periodically; one that stops is forgotten within a minute. Answered
+    /// with [`TrackerReply::Announced`]: a verdict per share.
     Announce {
         port: u16,
         shares: Vec<Announced>,
@@ -112,9 +123,26 @@ pub enum TrackerCall {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Announced {
     pub group: String,
+    /// The internal id of the group the daemon shares it in, when it knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<String>,
     pub name: String,
+    /// SHA-1 of the whole file, hex.
+    pub sha1: String,
     /// True when the daemon holds every piece.
     pub complete: bool,
+}
+
+/// What the tracker made of one announced share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareVerdict {
+    pub group: String,
+    pub name: String,
+    /// `Some(id)`: offered to downloaders, in the group with that id. `None`: refused for
+    /// `reason`, and the daemon should stop sharing it.
+    pub group_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A peer holding a file.
@@ -123,6 +151,8 @@ pub struct PeerInfo {
     pub user: String,
     /// `ip:port` to connect to.
     pub addr: String,
+    /// The key it connects to the tracker with: the only key a downloader accepts from it.
+    pub key: Fingerprint,
     pub complete: bool,
 }
 
@@ -146,6 +176,7 @@ impl TrackerCall {
             TrackerCall::UploadFile { .. } => "upload_file",
             TrackerCall::ListFiles { .. } => "list_files",
             TrackerCall::FetchFile { .. } => "fetch_file",
+            TrackerCall::Peers { .. } => "peers",
             TrackerCall::Announce { .. } => "announce",
             TrackerCall::StopShare { .. } => "stop_share",
         }
@@ -186,6 +217,11 @@ pub enum TrackerReply {
     User {
         user: String,
     },
+    /// A new session: `token` goes with every request of this user, from this daemon's key.
+    LoggedIn {
+        user: String,
+        token: String,
+    },
     Groups {
         groups: Vec<GroupInfo>,
     },
@@ -197,15 +233,28 @@ pub enum TrackerReply {
     SigningKey {
         public_key: String,
     },
+    /// The file is registered and the caller is one of its seeders.
+    Shared {
+        group_id: String,
+    },
     Files {
         group: String,
         files: Vec<FileInfo>,
     },
     FileDetails {
         group: String,
+        group_id: String,
         meta: FileMeta,
         peers: Vec<PeerInfo>,
         grant: Grant,
+    },
+    Peers {
+        group_id: String,
+        peers: Vec<PeerInfo>,
+        grant: Grant,
+    },
+    Announced {
+        verdicts: Vec<ShareVerdict>,
     },
 }
 

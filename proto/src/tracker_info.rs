@@ -1,7 +1,9 @@
-//! Parsing of `tracker_info.txt`: one tracker address per line, `host:port` or `host port`.
-//! Blank lines and lines starting with `#` are ignored. The first tracker is the preferred
-//! primary, the second its standby.
+//! Parsing of `tracker_info.txt`: one tracker per line, `host:port` or `host port`, optionally
+//! followed by whitespace and the tracker's key fingerprint (`sha256:<64 hex>`), which is then
+//! the only key accepted for it. Blank lines and lines starting with `#` are ignored. The first
+//! tracker is the preferred primary, the second its standby.
 
+use crate::identity::Fingerprint;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -19,7 +21,10 @@ pub enum TrackerInfoError {
     },
     #[error("{path} is larger than {MAX_FILE_LEN} bytes")]
     TooLarge { path: PathBuf },
-    #[error("{path}:{line}: expected `host:port` or `host port`, got {text:?}")]
+    #[error(
+        "{path}:{line}: expected `host:port` or `host port`, optionally followed by the \
+         tracker's fingerprint (sha256:<64 hex digits>), got {text:?}"
+    )]
     BadLine {
         path: PathBuf,
         line: usize,
@@ -31,11 +36,19 @@ pub enum TrackerInfoError {
     TooMany { path: PathBuf },
 }
 
+/// One line of tracker_info.txt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackerEntry {
+    pub addr: SocketAddr,
+    /// With a fingerprint, only that key is accepted for this tracker.
+    pub fingerprint: Option<Fingerprint>,
+}
+
 /// The trackers of a tracker_info.txt, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackerInfo {
     pub path: PathBuf,
-    pub trackers: Vec<SocketAddr>,
+    pub entries: Vec<TrackerEntry>,
 }
 
 impl TrackerInfo {
@@ -68,7 +81,16 @@ impl TrackerInfo {
                 line: index + 1,
                 text: line.chars().take(80).collect(),
             };
-            let joined = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            let mut words: Vec<&str> = line.split_whitespace().collect();
+            let fingerprint = match words.last() {
+                Some(last) if last.starts_with("sha256:") && words.len() > 1 => {
+                    let fp = last.parse::<Fingerprint>().map_err(|_| bad())?;
+                    words.pop();
+                    Some(fp)
+                }
+                _ => None,
+            };
+            let joined = match words.as_slice() {
                 [one] => (*one).to_string(),
                 [host, port] => format!("{host}:{port}"),
                 _ => return Err(bad()),
@@ -77,7 +99,7 @@ impl TrackerInfo {
             if addr.port() == 0 {
                 return Err(bad());
             }
-            trackers.push(addr);
+            trackers.push(TrackerEntry { addr, fingerprint });
             if trackers.len() > MAX_TRACKERS {
                 return Err(TrackerInfoError::TooMany {
                     path: path.to_path_buf(),
@@ -91,15 +113,23 @@ impl TrackerInfo {
         }
         Ok(Self {
             path: path.to_path_buf(),
-            trackers,
+            entries: trackers,
         })
     }
 
     /// The address of tracker number `no` (1-based), if the file lists it.
     pub fn tracker(&self, no: usize) -> Option<SocketAddr> {
-        no.checked_sub(1)
-            .and_then(|i| self.trackers.get(i))
-            .copied()
+        self.entry(no).map(|e| e.addr)
+    }
+
+    /// Line `no` (1-based), if the file lists it.
+    pub fn entry(&self, no: usize) -> Option<TrackerEntry> {
+        no.checked_sub(1).and_then(|i| self.entries.get(i)).copied()
+    }
+
+    /// Every tracker's address, in order.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.entries.iter().map(|e| e.addr).collect()
     }
 }
 
@@ -129,10 +159,26 @@ mod tests {
     #[test]
     fn both_forms_and_comments() {
         let info = parse("# trackers\n127.0.0.1:8080\n\n127.0.0.1 8081\n").unwrap();
-        assert_eq!(info.trackers.len(), 2);
+        assert_eq!(info.entries.len(), 2);
         assert_eq!(info.tracker(2).unwrap().port(), 8081);
         assert!(info.tracker(0).is_none());
         assert!(info.tracker(3).is_none());
+    }
+
+    #[test]
+    fn a_fingerprint_may_follow_either_form() {
+        let fp = format!("sha256:{}", "ab".repeat(32));
+        let info = parse(&format!("127.0.0.1:8080 {fp}\n127.0.0.1 8081\t{fp}\n")).unwrap();
+        for entry in &info.entries {
+            assert_eq!(entry.fingerprint.map(|f| f.to_string()), Some(fp.clone()));
+        }
+        assert_eq!(info.entry(2).unwrap().addr.port(), 8081);
+        assert!(
+            parse("127.0.0.1:8080 sha256:abc").is_err(),
+            "short fingerprint"
+        );
+        assert!(parse("127.0.0.1:8080 extra").is_err());
+        assert!(parse(&fp).is_err(), "no address");
     }
 
     #[test]

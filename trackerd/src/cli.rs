@@ -2,12 +2,14 @@
 
 use clap::{CommandFactory, Parser};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The tracker of the p2p file sharing system: users, groups and file metadata.
 #[derive(Debug, Parser)]
 #[command(name = "trackerd", version, about)]
 pub struct Args {
-    /// File listing the trackers, one `host:port` per line.
+    /// File listing the trackers, one `host:port` per line, each optionally followed by the
+    /// tracker's key fingerprint.
     pub tracker_info: PathBuf,
     /// Which line of the file is this tracker (1-based).
     pub tracker_no: usize,
@@ -18,6 +20,19 @@ pub struct Args {
     /// created if missing; copy it to the other tracker's machine].
     #[arg(long, value_name = "FILE")]
     pub cluster_key: Option<PathBuf>,
+    /// Print this tracker's key fingerprint (making the key if there is none) and exit.
+    #[arg(long)]
+    pub fingerprint: bool,
+    /// How long a download grant is valid (e.g. 90s, 2m); downloaders renew theirs as they go.
+    #[arg(long, value_name = "DURATION", default_value = "90s", value_parser = parse_duration)]
+    pub grant_lifetime: Duration,
+    /// How long a session may go unused before it expires (e.g. 30d, 12h).
+    #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
+    pub session_idle: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(text)
 }
 
 /// The clap definition, for man pages and completions.

@@ -15,9 +15,10 @@ mod stdin;
 pub mod store;
 pub mod swarm;
 
-use commands::Ctx;
-use p2p_proto::tracker_info::{TrackerInfo, TrackerInfoError};
-use std::path::PathBuf;
+use commands::{Ctx, Policy};
+use p2p_proto::identity::{Fingerprint, Identity, IdentityError};
+use p2p_proto::tracker_info::{TrackerEntry, TrackerInfo, TrackerInfoError};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use store::{Store, StoreError};
 use tokio::net::TcpListener;
@@ -34,7 +35,12 @@ pub struct Config {
     pub read_stdin: bool,
     /// The shared secret of the two trackers [default: `cluster.key` beside tracker_info.txt].
     pub cluster_key: Option<PathBuf>,
+    /// How long grants and idle sessions live.
+    pub policy: Policy,
 }
+
+/// File name of the tracker's key inside its data directory.
+pub const KEY_FILE: &str = "tracker.key";
 
 /// Why a tracker could not start. Every variant is a configuration problem (exit status 2).
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +62,41 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     ClusterKey(#[from] cluster::key::KeyError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(
+        "{path} names key {listed} for tracker {no}, but this tracker's key ({key_file}) is \
+         {actual}; fix the line or use the data directory that holds that key"
+    )]
+    NotListedKey {
+        path: PathBuf,
+        no: usize,
+        listed: Fingerprint,
+        actual: Fingerprint,
+        key_file: PathBuf,
+    },
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Loads (or makes) the key of the tracker whose data directory is `data_dir`, making the
+/// directory (0700) if needed. What `trackerd … --fingerprint` prints is its fingerprint.
+pub fn identity(data_dir: &Path) -> Result<Identity, StartError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .map_err(|source| StartError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+    Ok(Identity::load_or_create(&data_dir.join(KEY_FILE))?)
 }
 
 /// A tracker that is listening and has its database open.
@@ -63,8 +104,10 @@ pub struct Tracker {
     listener: TcpListener,
     ctx: Ctx,
     read_stdin: bool,
-    trackers: Vec<std::net::SocketAddr>,
+    trackers: Vec<TrackerEntry>,
     cluster_key: Vec<u8>,
+    identity: Identity,
+    acceptor: p2p_proto::tls::TlsAcceptor,
 }
 
 impl Tracker {
@@ -76,12 +119,25 @@ impl Tracker {
             .ok_or_else(|| StartError::NoSuchTracker {
                 no: config.tracker_no,
                 path: config.tracker_info.clone(),
-                count: info.trackers.len(),
+                count: info.entries.len(),
             })?;
+        let identity = identity(&config.data_dir)?;
+        if let Some(listed) = info.entry(config.tracker_no).and_then(|e| e.fingerprint)
+            && listed != identity.fingerprint()
+        {
+            return Err(StartError::NotListedKey {
+                path: config.tracker_info.clone(),
+                no: config.tracker_no,
+                listed,
+                actual: identity.fingerprint(),
+                key_file: config.data_dir.join(KEY_FILE),
+            });
+        }
+        let acceptor = p2p_proto::tls::acceptor(&identity)?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
-        let cluster_key = if info.trackers.len() > 1 {
+        let cluster_key = if info.entries.len() > 1 {
             let path = config
                 .cluster_key
                 .clone()
@@ -92,13 +148,15 @@ impl Tracker {
         };
         let store = Store::open(&config.data_dir)?;
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let ctx = Ctx::new(Arc::new(store), config.tracker_no, workers);
+        let ctx = Ctx::new(Arc::new(store), config.tracker_no, workers, config.policy);
         Ok(Self {
             listener,
             ctx,
             read_stdin: config.read_stdin,
-            trackers: info.trackers,
+            trackers: info.entries,
             cluster_key,
+            identity,
+            acceptor,
         })
     }
 
@@ -115,12 +173,14 @@ impl Tracker {
             ?addr,
             tracker_no = self.ctx.tracker_no,
             last_seq,
+            key = %self.identity.fingerprint(),
             "tracker listening"
         );
         let cluster = Arc::new(cluster::Cluster::new(
             self.ctx.tracker_no,
             &self.trackers,
             self.cluster_key,
+            self.identity,
             Arc::clone(&self.ctx.store),
             shutdown.clone(),
         ));
@@ -132,7 +192,7 @@ impl Tracker {
         }
         tokio::spawn(expire_swarm(self.ctx.clone(), shutdown.clone()));
         let supervisor = tokio::spawn(Arc::clone(&cluster).run());
-        server::serve(self.listener, self.ctx, cluster, shutdown).await;
+        server::serve(self.listener, self.ctx, cluster, self.acceptor, shutdown).await;
         let _ = supervisor.await;
         tracing::info!("tracker stopped");
     }

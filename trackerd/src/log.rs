@@ -11,6 +11,7 @@
 //! happens before a record is made.
 
 use p2p_proto::files::FileMeta;
+use p2p_proto::identity::Fingerprint;
 use p2p_proto::tracker::TrackerReply;
 use serde::{Deserialize, Serialize};
 
@@ -33,16 +34,34 @@ pub enum LogEntry {
         user: String,
         password_hash: String,
     },
+    /// A login: the session is bound to `key` (absent in records from 0.1.0).
     SessionOpened {
         token_hash: String,
         user: String,
+        #[serde(default)]
+        key: Option<Fingerprint>,
+        #[serde(default)]
+        at: u64,
+    },
+    /// The session was used at `at` (logged at most hourly per session).
+    SessionSeen {
+        token_hash: String,
+        at: u64,
+    },
+    /// A session from before keys existed was used by `key`, and is bound to it from now on.
+    SessionBound {
+        token_hash: String,
+        key: Fingerprint,
     },
     SessionClosed {
         token_hash: String,
     },
+    /// A new group; `id` is absent in records from 0.1.0 (see `records::legacy_group_id`).
     GroupCreated {
         group: String,
         owner: String,
+        #[serde(default)]
+        id: Option<String>,
     },
     JoinRequested {
         group: String,
@@ -61,6 +80,11 @@ pub enum LogEntry {
     /// The trackers' ed25519 signing key was created; `secret` is the hex of its 32 secret
     /// bytes. Logged like any change so the standby signs grants with the same key.
     SigningKeyCreated {
+        secret: String,
+    },
+    /// The trackers' session secret was created (hex of 32 bytes): logins derive tokens from
+    /// it, so a retried login gets the same token from either tracker.
+    SessionSecretCreated {
         secret: String,
     },
     /// `user` registered a new file in `group`.

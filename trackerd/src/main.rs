@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 use trackerd::cli::Args;
+use trackerd::commands::Policy;
 use trackerd::{Config, Tracker};
 
 fn main() -> ExitCode {
@@ -16,12 +17,28 @@ fn main() -> ExitCode {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(format!("trackerd-{}", args.tracker_no)))
     });
+    if args.fingerprint {
+        return match trackerd::identity(&data_dir) {
+            Ok(identity) => {
+                println!("{}", identity.fingerprint());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("trackerd: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let config = Config {
         tracker_info: args.tracker_info,
         tracker_no: args.tracker_no,
         data_dir,
         read_stdin: true,
         cluster_key: args.cluster_key,
+        policy: Policy {
+            grant_lifetime: args.grant_lifetime.as_secs().max(1),
+            session_idle: args.session_idle.as_secs().max(1),
+        },
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

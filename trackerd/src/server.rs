@@ -1,11 +1,15 @@
 //! Accepts client connections and answers their requests, one task per connection.
 //!
-//! A semaphore caps the number of connections; a cancellation token tells every connection to
-//! stop; `serve` returns only after every connection task has finished.
+//! Every connection is TLS: the client presents its key, which names its origin (sessions are
+//! bound to it). A client that speaks plaintext (an older release) gets one plaintext error
+//! frame saying to upgrade. A semaphore caps the number of connections; a cancellation token
+//! tells every connection to stop; `serve` returns only after every connection task has
+//! finished.
 
 use crate::cluster::Cluster;
-use crate::commands::{Ctx, dispatch};
+use crate::commands::{Ctx, Origin, dispatch};
 use p2p_proto::limits::{HANDSHAKE_TIMEOUT, MAX_TRACKER_FRAME, TRACKER_IDLE_TIMEOUT};
+use p2p_proto::tls::{self, TlsAcceptor, TlsStream};
 use p2p_proto::tracker::{TrackerCall, TrackerReply, TrackerRequest, TrackerResponse};
 use p2p_proto::{ErrorKind, ErrorReply, FrameError, MessageStream};
 use std::net::SocketAddr;
@@ -24,6 +28,7 @@ pub async fn serve(
     listener: TcpListener,
     ctx: Ctx,
     cluster: Arc<Cluster>,
+    acceptor: TlsAcceptor,
     shutdown: CancellationToken,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -45,8 +50,11 @@ pub async fn serve(
                 let ctx = ctx.clone();
                 let cluster = Arc::clone(&cluster);
                 let shutdown = shutdown.clone();
+                let acceptor = acceptor.clone();
                 tasks.spawn(async move {
-                    connection(stream, peer, ctx, cluster, shutdown).await;
+                    if let Some((conn, origin, exporter)) = open(stream, peer, &acceptor).await {
+                        connection(conn, origin, exporter, ctx, cluster, shutdown).await;
+                    }
                     drop(permit);
                 });
             }
@@ -62,16 +70,81 @@ pub async fn serve(
     tasks.wait().await;
 }
 
-async fn connection(
+type Conn = MessageStream<TlsStream<TcpStream>>;
+
+/// Completes the TLS handshake; answers a plaintext client in plaintext and closes.
+async fn open(
     stream: TcpStream,
     peer: SocketAddr,
+    acceptor: &TlsAcceptor,
+) -> Option<(Conn, Origin, [u8; 32])> {
+    let _ = stream.set_nodelay(true);
+    match tls::opens_with_tls(&stream, HANDSHAKE_TIMEOUT).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::info!(%peer, "plaintext client refused (an older p2pd?)");
+            refuse_plaintext(stream).await;
+            return None;
+        }
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "connection closed before TLS");
+            return None;
+        }
+    }
+    match tls::accept(stream, acceptor, HANDSHAKE_TIMEOUT).await {
+        Ok((stream, handshake)) => {
+            let origin = Origin {
+                addr: peer,
+                key: handshake.peer,
+            };
+            let conn = MessageStream::new(stream, MAX_TRACKER_FRAME);
+            Some((conn, origin, handshake.exporter))
+        }
+        Err(e) => {
+            tracing::info!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+    }
+}
+
+/// One plaintext frame in the shape every release of the tracker protocol can read: a
+/// `protocol` error for request id `""` saying what to do.
+async fn refuse_plaintext(stream: TcpStream) {
+    let body = serde_json::json!({
+        "v": 1,
+        "id": "",
+        "result": {"Err": {
+            "kind": "protocol",
+            "message": format!(
+                "this tracker speaks tracker protocol v{} inside TLS; upgrade p2pd",
+                p2p_proto::tracker::TRACKER_VERSION
+            ),
+        }},
+    });
+    let mut conn = MessageStream::new(stream, MAX_TRACKER_FRAME);
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, conn.send(&Raw(body))).await;
+}
+
+/// A JSON value sent as-is (the plaintext refusal).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+struct Raw(serde_json::Value);
+
+impl p2p_proto::Message for Raw {
+    const VERSION: u32 = 1;
+    const PROTOCOL: &'static str = "tracker";
+}
+
+async fn connection(
+    mut conn: Conn,
+    origin: Origin,
+    exporter: [u8; 32],
     ctx: Ctx,
     cluster: Arc<Cluster>,
     shutdown: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
-    let mut conn = MessageStream::new(stream, MAX_TRACKER_FRAME);
-    tracing::debug!(%peer, "client connected");
+    let peer = origin.addr;
+    tracing::debug!(%peer, key = %origin.key, "client connected");
     let mut first = true;
     loop {
         let next = tokio::select! {
@@ -98,11 +171,16 @@ async fn connection(
                 break;
             }
         };
-        if let TrackerCall::ClusterHello { from, nonce } = request.call {
+        if let TrackerCall::ClusterHello { from, proof } = request.call {
             if first {
-                if let Some(accepted) =
-                    crate::cluster::link::accept(&cluster, conn, peer, from, nonce).await
-                {
+                let hello = crate::cluster::link::Hello {
+                    peer,
+                    key: origin.key,
+                    exporter,
+                    from,
+                    proof,
+                };
+                if let Some(accepted) = crate::cluster::link::accept(&cluster, conn, hello).await {
                     cluster.serve_link(accepted).await;
                 }
             } else {
@@ -113,7 +191,7 @@ async fn connection(
         first = false;
         let id = request.id.clone();
         let call = request.call.name();
-        let result = answer(&ctx, &cluster, peer, request).await;
+        let result = answer(&ctx, &cluster, origin, request).await;
         if let Err(e) = &result {
             tracing::debug!(%peer, call, kind = ?e.kind, error = %e, "request refused");
         }
@@ -134,44 +212,21 @@ async fn connection(
 }
 
 /// Answers a client request: only a primary with a fresh lease serves (a standby redirects),
-/// and a write is acknowledged only once the standby has it.
+/// and a request that wrote to the log is answered only once the standby has the write.
 async fn answer(
     ctx: &Ctx,
     cluster: &Cluster,
-    peer: SocketAddr,
+    origin: Origin,
     request: TrackerRequest,
 ) -> Result<TrackerReply, ErrorReply> {
     // Pings too: a standby redirects them, so a client's liveness check finds the primary.
     cluster.gate().await?;
-    let writes = is_write(&request.call);
-    let reply = dispatch(ctx, peer, request).await?;
-    if writes {
-        let seq = *ctx.store.subscribe().borrow();
-        cluster.replicated(seq).await?;
+    let before = *ctx.store.subscribe().borrow();
+    let reply = dispatch(ctx, origin, request).await;
+    // Any request may write (a login, but also a session bound or touched on the way).
+    let after = *ctx.store.subscribe().borrow();
+    if after != before {
+        cluster.replicated(after).await?;
     }
-    Ok(reply)
-}
-
-/// Calls that append to the log (the swarm's soft state is not replicated).
-fn is_write(call: &TrackerCall) -> bool {
-    match call {
-        TrackerCall::CreateUser { .. }
-        | TrackerCall::Login { .. }
-        | TrackerCall::Logout
-        | TrackerCall::CreateGroup { .. }
-        | TrackerCall::JoinGroup { .. }
-        | TrackerCall::LeaveGroup { .. }
-        | TrackerCall::AcceptRequest { .. }
-        | TrackerCall::UploadFile { .. } => true,
-        TrackerCall::Ping
-        | TrackerCall::ClusterHello { .. }
-        | TrackerCall::Whoami
-        | TrackerCall::ListGroups
-        | TrackerCall::ListRequests { .. }
-        | TrackerCall::SigningKey
-        | TrackerCall::ListFiles { .. }
-        | TrackerCall::FetchFile { .. }
-        | TrackerCall::Announce { .. }
-        | TrackerCall::StopShare { .. } => false,
-    }
+    reply
 }

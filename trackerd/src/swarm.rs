@@ -8,6 +8,7 @@
 //!
 //! Pure logic: the current time is passed in, so tests never sleep.
 
+use p2p_proto::identity::Fingerprint;
 use p2p_proto::tracker::{Announced, PeerInfo};
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -30,6 +31,8 @@ type FileKey = (String, String);
 pub struct PeerEntry {
     /// Where its peer listener is reachable.
     pub addr: SocketAddr,
+    /// The key its daemon connects with (downloaders accept only this key from it).
+    pub key: Fingerprint,
     /// True when it holds every piece.
     pub complete: bool,
     pub last_seen: Instant,
@@ -53,13 +56,16 @@ impl Swarm {
         Self::default()
     }
 
-    /// Records that `user` holds `group`/`name` at `addr` (refreshing an earlier entry).
+    /// Records that `user` holds `group`/`name` at `addr`, with key `peer_key` (refreshing an
+    /// earlier entry).
+    #[allow(clippy::too_many_arguments)]
     pub fn add(
         &mut self,
         user: &str,
         group: &str,
         name: &str,
         addr: SocketAddr,
+        peer_key: Fingerprint,
         complete: bool,
         now: Instant,
     ) {
@@ -68,6 +74,7 @@ impl Swarm {
             user.to_string(),
             PeerEntry {
                 addr,
+                key: peer_key,
                 complete,
                 last_seen: now,
             },
@@ -85,6 +92,7 @@ impl Swarm {
         user: &str,
         ip: IpAddr,
         port: u16,
+        peer_key: Fingerprint,
         shares: &[Announced],
         now: Instant,
     ) {
@@ -98,7 +106,8 @@ impl Swarm {
         }
         let addr = SocketAddr::new(ip, port);
         for share in shares {
-            self.add(user, &share.group, &share.name, addr, share.complete, now);
+            let (group, name) = (&share.group, &share.name);
+            self.add(user, group, name, addr, peer_key, share.complete, now);
         }
     }
 
@@ -138,6 +147,28 @@ impl Swarm {
         }
     }
 
+    /// Nobody offers anything in `group` any more (it was removed).
+    pub fn remove_group(&mut self, group: &str) {
+        let gone: Vec<FileKey> = self
+            .files
+            .keys()
+            .filter(|(g, _)| g == group)
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(holders) = self.files.remove(&key) {
+                for user in holders.keys() {
+                    if let Some(keys) = self.by_user.get_mut(user) {
+                        keys.remove(&key);
+                        if keys.is_empty() {
+                            self.by_user.remove(user);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The live holders of `group`/`name`: complete ones first, then by user id.
     pub fn peers(&self, group: &str, name: &str, now: Instant) -> Vec<PeerInfo> {
         let Some(holders) = self.files.get(&(group.to_string(), name.to_string())) else {
@@ -149,6 +180,7 @@ impl Swarm {
             .map(|(user, entry)| PeerInfo {
                 user: user.clone(),
                 addr: entry.addr.to_string(),
+                key: entry.key,
                 complete: entry.complete,
             })
             .collect();
@@ -210,6 +242,10 @@ mod tests {
 
     const IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
+    fn key() -> Fingerprint {
+        Fingerprint::of_spki(b"a daemon's key")
+    }
+
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::new(IP, port)
     }
@@ -217,7 +253,9 @@ mod tests {
     fn share(group: &str, name: &str, complete: bool) -> Announced {
         Announced {
             group: group.into(),
+            group_id: None,
             name: name.into(),
+            sha1: "0".repeat(40),
             complete,
         }
     }
@@ -244,9 +282,9 @@ mod tests {
     fn peers_are_listed_complete_first_with_their_address() {
         let t0 = Instant::now();
         let mut swarm = Swarm::new();
-        swarm.add("carol", "g", "f", addr(3), false, t0);
-        swarm.add("bob", "g", "f", addr(2), true, t0);
-        swarm.add("alice", "g", "f", addr(1), false, t0);
+        swarm.add("carol", "g", "f", addr(3), key(), false, t0);
+        swarm.add("bob", "g", "f", addr(2), key(), true, t0);
+        swarm.add("alice", "g", "f", addr(1), key(), false, t0);
         let peers = swarm.peers("g", "f", t0);
         assert_eq!(users(&peers), ["bob", "alice", "carol"]);
         assert_eq!(peers[0].addr, "127.0.0.1:2");
@@ -261,12 +299,13 @@ mod tests {
     fn announce_replaces_what_the_user_offered_before() {
         let t0 = Instant::now();
         let mut swarm = Swarm::new();
-        swarm.add("alice", "g", "uploaded", addr(1), true, t0);
-        swarm.add("bob", "g", "a", addr(2), true, t0);
+        swarm.add("alice", "g", "uploaded", addr(1), key(), true, t0);
+        swarm.add("bob", "g", "a", addr(2), key(), true, t0);
         swarm.announce(
             "alice",
             IP,
             9,
+            key(),
             &[share("g", "a", false), share("h", "b", true)],
             t0,
         );
@@ -278,14 +317,14 @@ mod tests {
         assert_eq!(swarm.count("h", "b", t0), 1);
 
         // A later announcement changes the address and the completeness, and drops the rest.
-        swarm.announce("alice", IP, 10, &[share("g", "a", true)], t0);
+        swarm.announce("alice", IP, 10, key(), &[share("g", "a", true)], t0);
         let a = swarm.peers("g", "a", t0);
         assert_eq!(users(&a), ["alice", "bob"]);
         assert_eq!(a[0].addr, "127.0.0.1:10");
         assert_eq!(swarm.count("h", "b", t0), 0);
 
         // An empty announcement withdraws everything.
-        swarm.announce("alice", IP, 10, &[], t0);
+        swarm.announce("alice", IP, 10, key(), &[], t0);
         assert_eq!(users(&swarm.peers("g", "a", t0)), ["bob"]);
         assert_consistent(&swarm);
         assert!(!swarm.by_user.contains_key("alice"));
@@ -295,8 +334,16 @@ mod tests {
     fn entries_expire_after_the_ttl_and_announcing_refreshes_them() {
         let t0 = Instant::now();
         let mut swarm = Swarm::new();
-        swarm.add("alice", "g", "f", addr(1), true, t0);
-        swarm.add("bob", "g", "f", addr(2), true, t0 + Duration::from_secs(30));
+        swarm.add("alice", "g", "f", addr(1), key(), true, t0);
+        swarm.add(
+            "bob",
+            "g",
+            "f",
+            addr(2),
+            key(),
+            true,
+            t0 + Duration::from_secs(30),
+        );
 
         let almost = t0 + SEEDER_TTL - Duration::from_millis(1);
         assert_eq!(swarm.count("g", "f", almost), 2);
@@ -312,7 +359,7 @@ mod tests {
 
         // Bob re-announces before his TTL runs out and stays.
         let t80 = t0 + Duration::from_secs(80);
-        swarm.announce("bob", IP, 2, &[share("g", "f", true)], t80);
+        swarm.announce("bob", IP, 2, key(), &[share("g", "f", true)], t80);
         assert_eq!(swarm.expire(t0 + Duration::from_secs(120)), 0);
         assert_eq!(swarm.count("g", "f", t80 + SEEDER_TTL), 0);
         assert_eq!(swarm.expire(t80 + SEEDER_TTL), 1);
@@ -324,9 +371,9 @@ mod tests {
     fn stale_entries_are_not_offered_next_to_fresh_ones() {
         let t0 = Instant::now();
         let mut swarm = Swarm::new();
-        swarm.add("old", "g", "f", addr(1), true, t0);
+        swarm.add("old", "g", "f", addr(1), key(), true, t0);
         let later = t0 + Duration::from_secs(61);
-        swarm.add("new", "g", "f", addr(2), false, later);
+        swarm.add("new", "g", "f", addr(2), key(), false, later);
         assert_eq!(users(&swarm.peers("g", "f", later)), ["new"]);
         assert_eq!(swarm.count("g", "f", later), 1);
     }
@@ -336,9 +383,9 @@ mod tests {
         let t0 = Instant::now();
         let mut swarm = Swarm::new();
         for user in ["alice", "bob"] {
-            swarm.add(user, "g", "a", addr(1), true, t0);
-            swarm.add(user, "g", "b", addr(1), true, t0);
-            swarm.add(user, "h", "c", addr(1), true, t0);
+            swarm.add(user, "g", "a", addr(1), key(), true, t0);
+            swarm.add(user, "g", "b", addr(1), key(), true, t0);
+            swarm.add(user, "h", "c", addr(1), key(), true, t0);
         }
 
         swarm.remove("alice", "g", "a");

@@ -5,8 +5,7 @@ use crate::daemon::Daemon;
 use crate::state::Session;
 use p2p_proto::control::CtlReply;
 use p2p_proto::ids::{validate_id, validate_password};
-use p2p_proto::token::new_session_token;
-use p2p_proto::tracker::TrackerCall;
+use p2p_proto::tracker::{TrackerCall, TrackerReply};
 use p2p_proto::{ErrorKind, ErrorReply};
 use std::sync::Arc;
 
@@ -48,18 +47,21 @@ pub async fn login(
             format!("already logged in as {}; log out first", previous.user),
         ));
     }
-    let token = new_session_token();
-    daemon
+    let reply = daemon
         .tracker
         .call(
             None,
             TrackerCall::Login {
                 user: user.clone(),
                 password,
-                token: token.clone(),
             },
         )
         .await?;
+    let TrackerReply::LoggedIn { token, .. } = reply else {
+        return Err(ErrorReply::internal(format!(
+            "unexpected tracker reply to login: {reply:?}"
+        )));
+    };
     let session = Session {
         user: user.clone(),
         token,

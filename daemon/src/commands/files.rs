@@ -50,8 +50,9 @@ pub async fn upload(
         mtime_ns: hashed.mtime_ns,
         sha1: hashed.meta.sha1.clone(),
         pieces,
+        group_id: None,
     };
-    daemon
+    let reply = daemon
         .user()
         .call(TrackerCall::UploadFile {
             group: group.clone(),
@@ -59,6 +60,13 @@ pub async fn upload(
             port: daemon.peer_port,
         })
         .await?;
+    let TrackerReply::Shared { group_id } = reply else {
+        return Err(unexpected(reply));
+    };
+    let share = ShareRecord {
+        group_id: Some(group_id),
+        ..share
+    };
     let holding = crate::shares::holding_for(&share);
     let plane = &daemon.plane;
     plane.state.run(move |s| s.put_share(&share)).await?;
@@ -114,7 +122,7 @@ pub async fn download(
             format!("{file} from {group} is already being downloaded"),
         ));
     }
-    let (meta, peers) = match daemon
+    let (meta, peers, group_id) = match daemon
         .user()
         .call(TrackerCall::FetchFile {
             group: group.clone(),
@@ -122,7 +130,12 @@ pub async fn download(
         })
         .await?
     {
-        TrackerReply::FileDetails { meta, peers, .. } => (meta, peers),
+        TrackerReply::FileDetails {
+            meta,
+            peers,
+            group_id,
+            ..
+        } => (meta, peers, group_id),
         other => return Err(unexpected(other)),
     };
     meta.validate().map_err(|e| {
@@ -155,6 +168,7 @@ pub async fn download(
         error: None,
         banned: Vec::new(),
         sources: Vec::new(),
+        group_id: Some(group_id),
     };
     let stored = record.clone();
     let bitmap_key = key.clone();

@@ -32,16 +32,35 @@ pub async fn join(daemon: &Daemon, group: String) -> Result<CtlReply, ErrorReply
     )))
 }
 
+/// Leaves a group. What we share in it is withdrawn at once (peers being served from it are
+/// cut off) and our downloads from it end: the tracker removes us from its holders too.
 pub async fn leave(daemon: &Daemon, group: String) -> Result<CtlReply, ErrorReply> {
     validate_id("group id", &group)?;
-    match daemon
+    let left = match daemon
         .user()
-        .call(TrackerCall::LeaveGroup { group })
+        .call(TrackerCall::LeaveGroup {
+            group: group.clone(),
+        })
         .await?
     {
-        TrackerReply::Left(left) => Ok(CtlReply::Left(left)),
-        other => Err(unexpected(other)),
+        TrackerReply::Left(left) => left,
+        other => return Err(unexpected(other)),
+    };
+    let plane = &daemon.plane;
+    for holding in plane
+        .holdings
+        .all()
+        .into_iter()
+        .filter(|h| h.group == group)
+    {
+        if holding.share_key.is_some() {
+            crate::shares::stop_offering(plane, &holding, "left the group").await;
+        }
     }
+    for dl in daemon.downloads.in_group(&group) {
+        crate::download::abandon(plane, &dl, &format!("you left {group}")).await;
+    }
+    Ok(CtlReply::Left(left))
 }
 
 pub async fn list(daemon: &Daemon) -> Result<CtlReply, ErrorReply> {

@@ -4,6 +4,7 @@ mod account;
 mod files;
 mod groups;
 mod status;
+mod trust;
 
 use crate::daemon::Daemon;
 use p2p_proto::ErrorReply;
@@ -33,6 +34,10 @@ pub async fn dispatch(daemon: &Arc<Daemon>, cmd: CtlCommand) -> Result<CtlReply,
         } => files::download(daemon, group, file, destination).await,
         CtlCommand::ShowDownloads => files::show(daemon).await,
         CtlCommand::StopShare { group, file } => files::stop_share(daemon, group, file).await,
+        CtlCommand::TrustTracker {
+            tracker,
+            fingerprint,
+        } => trust::tracker(daemon, tracker, fingerprint).await,
     }
 }
 

@@ -4,8 +4,8 @@
 use super::*;
 use crate::config::Config;
 use crate::state::{State, StateDb};
-use crate::testing::FakeTracker;
-use crate::tracker_client::{Timing, TrackerClient};
+use crate::testing::{FakeTracker, client_of};
+use crate::tracker_client::Timing;
 use p2p_proto::ErrorKind;
 use p2p_proto::files::FileMeta;
 use p2p_proto::grant::Grant;
@@ -22,13 +22,22 @@ struct Fixture {
     dir: tempfile::TempDir,
 }
 
+/// The session token the fake tracker hands out.
+const TOKEN: &str = "5e55105e55105e55105e55105e55105e55105e55105e55105e55105e55105e55";
+
 /// Answers every call the way a tracker that knows user `alice` (password `pw`) would; calls a
 /// test does not care about get `done`.
 fn friendly(request: &TrackerRequest) -> Option<Result<TrackerReply, ErrorReply>> {
     Some(match &request.call {
         TrackerCall::Login { user, password, .. } if user == "alice" && password == "pw" => {
-            Ok(TrackerReply::User { user: user.clone() })
+            Ok(TrackerReply::LoggedIn {
+                user: user.clone(),
+                token: TOKEN.into(),
+            })
         }
+        TrackerCall::UploadFile { .. } => Ok(TrackerReply::Shared {
+            group_id: "1d".into(),
+        }),
         TrackerCall::Login { .. } => Err(ErrorReply::new(
             ErrorKind::AuthFailed,
             "wrong user id or password",
@@ -62,16 +71,16 @@ impl Fixture {
             attempt: Duration::from_millis(300),
             ..Timing::default()
         };
-        let client = TrackerClient::with_timing(vec![tracker.addr], timing);
-        let daemon = Daemon::new(
-            config,
-            State::new(db),
-            client,
-            40000,
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+        let client = client_of(&[&tracker], timing, dir.path()).await;
+        let state = State::new(db);
+        let pins = Arc::new(
+            crate::tracker_pins::TrackerPins::load(state.clone(), &config.trackers.entries)
+                .await
+                .unwrap(),
+        );
+        let daemon = Daemon::new(config, state, client, pins, 40000, CancellationToken::new())
+            .await
+            .unwrap();
         Self {
             daemon: Arc::new(daemon),
             tracker,
@@ -106,21 +115,15 @@ impl Fixture {
 }
 
 #[tokio::test]
-async fn login_keeps_the_session_in_the_database_and_sends_a_fresh_token() {
+async fn login_keeps_the_trackers_token_in_the_database_and_uses_it() {
     let f = Fixture::new(friendly).await;
     f.login().await;
     assert_eq!(f.stored_user().as_deref(), Some("alice"));
-    let logins: Vec<_> = f
-        .tracker
-        .requests()
-        .into_iter()
-        .filter_map(|r| match r.call {
-            TrackerCall::Login { token, .. } => Some(token),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(logins.len(), 1);
-    assert!(p2p_proto::token::is_session_token(&logins[0]));
+    let stored = f.daemon.plane.state.blocking().session().unwrap().unwrap();
+    assert_eq!(stored.token, TOKEN, "the token is the tracker's");
+    f.run(CtlCommand::ListGroups).await.unwrap();
+    let sent = f.tracker.requests().last().unwrap().session.clone();
+    assert_eq!(sent.as_deref(), Some(TOKEN));
 }
 
 #[tokio::test]
@@ -271,7 +274,13 @@ async fn upload_hashes_the_file_registers_it_and_shares_it() {
     let shares = f.daemon.plane.state.blocking().shares().unwrap();
     assert_eq!(shares.len(), 1);
     assert_eq!(shares[0].path, path);
-    assert!(f.daemon.plane.holdings.get("g", &upload.0.sha1).is_some());
+    assert_eq!(
+        shares[0].group_id.as_deref(),
+        Some("1d"),
+        "the group's id is kept"
+    );
+    let held = f.daemon.plane.holdings.get("g", &upload.0.sha1).unwrap();
+    assert_eq!(held.group_id().as_deref(), Some("1d"));
 }
 
 #[tokio::test]
@@ -333,6 +342,7 @@ async fn download_refuses_an_existing_destination_before_asking_the_tracker() {
 fn details(peers: Vec<PeerInfo>) -> TrackerReply {
     TrackerReply::FileDetails {
         group: "g".into(),
+        group_id: "1d".into(),
         meta: FileMeta {
             name: "movie.mkv".into(),
             size: 3,
@@ -341,9 +351,14 @@ fn details(peers: Vec<PeerInfo>) -> TrackerReply {
         },
         peers,
         grant: Grant {
+            key_id: String::new(),
             user: "alice".into(),
             group: "g".into(),
+            group_id: "1d".into(),
             file_sha1: "a".repeat(40),
+            downloader: p2p_proto::identity::Identity::ephemeral()
+                .unwrap()
+                .fingerprint(),
             expires: 0,
             signature: String::new(),
         },
@@ -387,6 +402,9 @@ async fn a_started_download_is_recorded_and_shown() {
         user: "bob".into(),
         // Nobody listens there: the download waits, which is what this test looks at.
         addr: "127.0.0.1:9".into(),
+        key: p2p_proto::identity::Identity::ephemeral()
+            .unwrap()
+            .fingerprint(),
         complete: true,
     };
     let f = Fixture::new(move |request| {
@@ -453,5 +471,7 @@ async fn status_names_the_tracker_in_use_and_the_user() {
     };
     assert_eq!(status.user.as_deref(), Some("alice"));
     assert_eq!(status.tracker, Some(f.tracker.addr.to_string()));
+    assert_eq!(status.tracker_fingerprint, Some(f.tracker.key.to_string()));
+    assert!(status.fingerprint.starts_with("sha256:"));
     assert_eq!(status.last_tracker_error, None);
 }

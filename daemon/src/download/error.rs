@@ -16,6 +16,8 @@ pub enum DownloadError {
     LoggedOut,
     #[error("the group's file of this name now has other content")]
     ContentChanged,
+    #[error("the group was removed and created again; this download was of the old group")]
+    GroupReplaced,
     #[error("whole-file SHA-1 mismatch (got {got}, expected {expected})")]
     HashMismatch { got: String, expected: String },
     #[error("{0} exists but is not the downloaded file")]

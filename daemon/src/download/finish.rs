@@ -40,7 +40,8 @@ pub async fn finish(plane: &Plane, dl: &Arc<Download>, digest: Result<String, Do
     for source in &mut record.sources {
         source.connected = false;
     }
-    let share = share_of(&record, size, mtime_ns);
+    let mut share = share_of(&record, size, mtime_ns);
+    share.group_id = dl.holding.group_id();
     plane
         .holdings
         .insert(Arc::new(crate::shares::holding_for(&share)));
@@ -88,6 +89,7 @@ fn share_of(record: &DownloadRecord, size: u64, mtime_ns: i128) -> ShareRecord {
         mtime_ns,
         sha1: record.meta.sha1.clone(),
         pieces: record.meta.pieces.len(),
+        group_id: record.group_id.clone(),
     }
 }
 

@@ -95,6 +95,7 @@ impl Download {
             done.clone(),
             None,
         ));
+        holding.set_group_id(record.group_id.clone());
         let start = rand::random::<u32>() as usize;
         Ok(Self {
             key,
@@ -191,6 +192,16 @@ impl Downloads {
         });
     }
 
+    /// The running downloads of files of `group`.
+    pub fn in_group(&self, group: &str) -> Vec<Arc<Download>> {
+        self.map.with(|map| {
+            map.values()
+                .filter(|d| d.record.group == group)
+                .cloned()
+                .collect()
+        })
+    }
+
     /// Stops every download (logout, shutdown); their state stays in the database.
     pub fn stop_all(&self) {
         let all: Vec<_> = self.map.with(|map| map.drain().map(|(_, dl)| dl).collect());
@@ -230,6 +241,13 @@ pub async fn start(
         downloads.remove(&dl);
     });
     Ok(())
+}
+
+/// Ends a running download for good (its user left the group): it stops, and is recorded as
+/// failed with `reason` so that it does not resume at the next start.
+pub async fn abandon(plane: &Plane, dl: &Download, reason: &str) {
+    dl.cancel.cancel();
+    finish::fail(plane, dl, reason.to_string()).await;
 }
 
 fn already_running(record: &DownloadRecord) -> ErrorReply {

@@ -1,9 +1,10 @@
 //! One connection from a download to one peer: handshake, then keep a few requests in flight,
 //! hand arriving pieces to verification, and give up on a silent or misbehaving peer.
 //!
-//! The connection is an [`Exchange`]: a loop that tops up requests, waits for the next event and
-//! hands it to one method per event (`on_piece`, `on_have`, `on_reject`, `on_timeout`). It runs
-//! over any byte stream, so tests drive it against a fake peer in memory.
+//! The connection is TLS, and accepts only the key the tracker listed for the peer. It is an
+//! [`Exchange`]: a loop that tops up requests, waits for the next event and hands it to one
+//! method per event (`on_piece`, `on_have`, `on_reject`, `on_timeout`, `on_grant`). It runs over
+//! any byte stream, so tests drive it against a fake peer in memory.
 
 use super::Download;
 use super::verify;
@@ -13,11 +14,14 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use p2p_proto::bitfield::Bitfield;
 use p2p_proto::grant::Grant;
+use p2p_proto::identity::{Fingerprint, Identity};
 use p2p_proto::peer::{Hello, PEER_VERSION, PeerCodec, PeerFrame, PeerWireError};
+use p2p_proto::tls::{self, Expect, TlsError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
@@ -48,32 +52,49 @@ fn failed(msg: impl Into<String>) -> PeerEnd {
     PeerEnd::Failed(msg.into())
 }
 
-/// What a peer connection works with: its download, the daemon's download limit, and the
-/// announcer (our first verified piece makes us a source worth announcing).
+/// What a peer connection works with: its download, the daemon's download limit, the
+/// announcer (our first verified piece makes us a source worth announcing), our key, and the
+/// download's current grant (renewed by the download task; each connection passes it on).
 #[derive(Clone)]
 pub struct PeerLink {
     pub dl: Arc<Download>,
     pub download_limit: Arc<RateLimit>,
     pub announce: Announce,
+    pub identity: Identity,
+    pub grant: watch::Receiver<Grant>,
 }
 
-/// Connects to `addr` and runs the connection until the download is done, cancelled, or the
-/// peer fails.
-pub async fn connect_and_run(link: PeerLink, addr: String, grant: Grant) -> Result<(), PeerEnd> {
+/// Connects to `addr`, which must prove it holds `key` (the one the tracker listed), and runs
+/// the connection until the download is done, cancelled, or the peer fails.
+pub async fn connect_and_run(
+    link: PeerLink,
+    addr: String,
+    key: Fingerprint,
+) -> Result<(), PeerEnd> {
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
         .await
         .map_err(|_| failed("connect timed out"))?
         .map_err(|e| failed(format!("cannot connect: {e}")))?;
     let _ = stream.set_nodelay(true);
-    run(link, stream, addr, grant).await
+    let (stream, _) = tls::connect(stream, &link.identity, Expect::Key(key), HANDSHAKE_TIMEOUT)
+        .await
+        .map_err(|e| match e {
+            // Not the daemon the tracker listed: whoever it is gets nothing, not even a HELLO.
+            TlsError::KeyMismatch { presented, .. } => PeerEnd::Banned(format!(
+                "presented key {presented}, not the {key} the tracker listed"
+            )),
+            other => failed(other.to_string()),
+        })?;
+    run(link, stream, addr).await
 }
 
-/// Runs the peer protocol on `stream`, already connected to the peer at `addr`.
-pub async fn run<S>(link: PeerLink, stream: S, addr: String, grant: Grant) -> Result<(), PeerEnd>
+/// Runs the peer protocol on `stream`, already connected (and authenticated) to `addr`.
+pub async fn run<S>(mut link: PeerLink, stream: S, addr: String) -> Result<(), PeerEnd>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut framed = Framed::new(stream, PeerCodec);
+    let grant = link.grant.borrow_and_update().clone();
     let has = handshake(&mut framed, &link.dl, grant).await?;
     link.dl.picker.with(|p| p.peer_added(&has));
     link.dl.progress.with(|p| p.set_connected(&addr, true));
@@ -137,6 +158,8 @@ enum Event {
     BadPiece,
     Closed,
     Wire(PeerWireError),
+    /// The download task has a renewed grant.
+    Grant,
 }
 
 /// The state of one established connection.
@@ -171,6 +194,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<S> {
                     self.on_frame(frame).await?;
                 }
                 Event::Timeout => self.on_timeout().await?,
+                Event::Grant => self.on_grant().await?,
                 Event::Cancelled => return Ok(()),
                 Event::BadPiece => {
                     return Err(PeerEnd::Banned(
@@ -245,6 +269,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<S> {
         tokio::select! {
             _ = self.link.dl.cancel.cancelled() => Event::Cancelled,
             _ = self.bad_piece.cancelled() => Event::BadPiece,
+            changed = self.link.grant.changed() => match changed {
+                Ok(()) => Event::Grant,
+                // The task is gone: the download is over.
+                Err(_) => Event::Cancelled,
+            },
             frame = tokio::time::timeout(wait, self.framed.next()) => match frame {
                 Err(_) => Event::Timeout,
                 Ok(None) => Event::Closed,
@@ -320,6 +349,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<S> {
             self.refused.push((piece, Instant::now()));
             self.link.dl.picker.with(|p| p.release(piece));
         }
+    }
+
+    /// Passes a renewed grant on, so the seeder goes on serving us.
+    async fn on_grant(&mut self) -> Result<(), PeerEnd> {
+        let grant = self.link.grant.borrow_and_update().clone();
+        tokio::time::timeout(REQUEST_TIMEOUT, self.framed.send(PeerFrame::Grant(grant)))
+            .await
+            .map_err(|_| failed("the peer stopped reading"))?
+            .map_err(|e| failed(e.to_string()))
     }
 
     /// Nothing arrived: an idle connection ticks (and sends a keep-alive now and then); one

@@ -10,10 +10,12 @@ use crate::plane::Plane;
 use crate::state::StoredBitmap;
 use p2p_proto::ErrorKind;
 use p2p_proto::control::DownloadState;
+use p2p_proto::grant::{Grant, unix_now};
 use p2p_proto::tracker::{TrackerCall, TrackerReply};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -34,6 +36,7 @@ pub async fn run(plane: &Arc<Plane>, dl: &Arc<Download>) {
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut waiting_for = String::from("looking for peers");
+    let mut grant_slot: GrantSlot = None;
     loop {
         if let Some(reason) = dl.progress.with(|p| p.fatal.clone()) {
             fail(plane, dl, reason).await;
@@ -53,7 +56,7 @@ pub async fn run(plane: &Arc<Plane>, dl: &Arc<Download>) {
         if Instant::now() >= next_refresh {
             // A slow tracker must not hold up a cancel (logout, shutdown).
             let refreshed = tokio::select! {
-                r = refresh(plane, dl, &mut peers, &mut connected) => r,
+                r = refresh(plane, dl, &mut peers, &mut connected, &mut grant_slot) => r,
                 _ = dl.cancel.cancelled() => Err(DownloadError::Cancelled),
             };
             match refreshed {
@@ -137,21 +140,28 @@ async fn recheck(dl: &Arc<Download>) {
     }
 }
 
-/// Asks the tracker who has the file and connects to the peers not yet connected.
+/// The download's current grant, handed to every connection (each passes a renewal on).
+type GrantSlot = Option<watch::Sender<Grant>>;
+
+/// Asks the tracker who has the file (and for a fresh grant) and connects to the peers not yet
+/// connected.
 async fn refresh(
     plane: &Plane,
     dl: &Arc<Download>,
     peers: &mut PeerTasks,
     connected: &mut HashSet<String>,
+    grant_slot: &mut GrantSlot,
 ) -> Result<(), DownloadError> {
-    let call = TrackerCall::FetchFile {
+    let call = TrackerCall::Peers {
         group: dl.record.group.clone(),
         name: dl.record.meta.name.clone(),
     };
-    let (meta, list, grant) = match plane.tracker.call(call).await {
-        Ok(TrackerReply::FileDetails {
-            meta, peers, grant, ..
-        }) => (meta, peers, grant),
+    let (group_id, list, grant) = match plane.tracker.call(call).await {
+        Ok(TrackerReply::Peers {
+            group_id,
+            peers,
+            grant,
+        }) => (group_id, peers, grant),
         Ok(other) => {
             return Err(DownloadError::Tracker(p2p_proto::ErrorReply::internal(
                 format!("unexpected tracker reply {other:?}"),
@@ -160,9 +170,15 @@ async fn refresh(
         Err(e) if e.kind == ErrorKind::NotLoggedIn => return Err(DownloadError::LoggedOut),
         Err(e) => return Err(DownloadError::Tracker(e)),
     };
-    if meta.sha1 != dl.record.meta.sha1 {
+    if grant.file_sha1 != dl.record.meta.sha1 {
         return Err(DownloadError::ContentChanged);
     }
+    match dl.holding.group_id() {
+        None => dl.holding.set_group_id(Some(group_id)),
+        Some(known) if known != group_id => return Err(DownloadError::GroupReplaced),
+        Some(_) => {}
+    }
+    let grants = publish(grant_slot, grant);
     for peer in list {
         if connected.contains(&peer.addr) || dl.is_banned(&peer.addr) {
             continue;
@@ -172,14 +188,28 @@ async fn refresh(
             dl: Arc::clone(dl),
             download_limit: Arc::clone(&plane.limits.download),
             announce: plane.announce.clone(),
+            identity: plane.identity.clone(),
+            grant: grants.subscribe(),
         };
-        let grant = grant.clone();
         peers.spawn(async move {
-            let result = peer::connect_and_run(link, peer.addr.clone(), grant).await;
+            let result = peer::connect_and_run(link, peer.addr.clone(), peer.key).await;
             (peer.addr, result)
         });
     }
     Ok(())
+}
+
+/// Hands `fresh` to the connections when the grant they have is past half its life (renewing
+/// on every refresh would send a GRANT frame to every peer every second); returns the slot.
+fn publish(slot: &mut GrantSlot, fresh: Grant) -> &watch::Sender<Grant> {
+    let now = unix_now();
+    let life = fresh.expires.saturating_sub(now);
+    let current = slot.get_or_insert_with(|| watch::Sender::new(fresh.clone()));
+    let left = current.borrow().expires.saturating_sub(now);
+    if left.saturating_mul(2) < life {
+        current.send_replace(fresh);
+    }
+    current
 }
 
 fn set_progress(dl: &Download, peers: usize, waiting_for: &str) {

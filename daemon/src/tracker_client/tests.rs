@@ -1,8 +1,7 @@
 //! The failover rules, against fake trackers on loopback that answer as each test scripts.
 
 use super::*;
-use crate::testing::FakeTracker;
-use tokio::net::TcpListener;
+use crate::testing::{FakeTracker, client_of};
 
 /// What a fake tracker does with every request.
 #[derive(Clone)]
@@ -44,17 +43,12 @@ fn quick() -> Timing {
     }
 }
 
-/// A loopback address nobody listens on.
-async fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap()
-}
-
 #[tokio::test]
 async fn the_first_tracker_answers_when_it_can() {
+    let dir = tempfile::tempdir().unwrap();
     let one = FakeTracker::behaving(pong(1)).await;
     let two = FakeTracker::behaving(pong(2)).await;
-    let client = TrackerClient::with_timing(vec![one.addr, two.addr], quick());
+    let client = client_of(&[&one, &two], quick(), dir.path()).await;
     let reply = client.call(None, TrackerCall::Ping).await;
     assert_eq!(reply, Ok(TrackerReply::Pong { tracker_no: 1 }));
     assert!(two.requests().is_empty(), "the second tracker is not asked");
@@ -63,9 +57,10 @@ async fn the_first_tracker_answers_when_it_can() {
 
 #[tokio::test]
 async fn an_unavailable_tracker_passes_the_same_request_to_the_next_which_is_then_preferred() {
+    let dir = tempfile::tempdir().unwrap();
     let one = FakeTracker::behaving(unavailable()).await;
     let two = FakeTracker::behaving(pong(2)).await;
-    let client = TrackerClient::with_timing(vec![one.addr, two.addr], quick());
+    let client = client_of(&[&one, &two], quick(), dir.path()).await;
     let reply = client.call(None, TrackerCall::Ping).await;
     assert_eq!(reply, Ok(TrackerReply::Pong { tracker_no: 2 }));
     let (first, second) = (one.requests(), two.requests());
@@ -83,19 +78,21 @@ async fn an_unavailable_tracker_passes_the_same_request_to_the_next_which_is_the
 
 #[tokio::test]
 async fn a_dead_tracker_is_skipped() {
-    let dead = closed_port().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dead = FakeTracker::dead().await;
     let two = FakeTracker::behaving(pong(2)).await;
-    let client = TrackerClient::with_timing(vec![dead, two.addr], quick());
+    let client = client_of(&[&dead, &two], quick(), dir.path()).await;
     let reply = client.call(None, TrackerCall::Ping).await;
     assert_eq!(reply, Ok(TrackerReply::Pong { tracker_no: 2 }));
 }
 
 #[tokio::test]
 async fn a_redirect_to_a_listed_tracker_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
     let two = FakeTracker::behaving(pong(2)).await;
     let one = FakeTracker::behaving(redirect_to(two.addr)).await;
     // Listed second, asked first: the redirect, not the file order, brings the request to it.
-    let client = TrackerClient::with_timing(vec![one.addr, two.addr], quick());
+    let client = client_of(&[&one, &two], quick(), dir.path()).await;
     let reply = client.call(None, TrackerCall::Ping).await;
     assert_eq!(reply, Ok(TrackerReply::Pong { tracker_no: 2 }));
     assert_eq!(one.requests().len(), 1);
@@ -103,9 +100,10 @@ async fn a_redirect_to_a_listed_tracker_is_followed() {
 
 #[tokio::test]
 async fn a_redirect_outside_the_list_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
     let outsider = FakeTracker::behaving(pong(9)).await;
     let one = FakeTracker::behaving(redirect_to(outsider.addr)).await;
-    let client = TrackerClient::with_timing(vec![one.addr], quick());
+    let client = client_of(&[&one], quick(), dir.path()).await;
     let err = client.call(None, TrackerCall::Ping).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable);
     assert!(
@@ -117,9 +115,10 @@ async fn a_redirect_outside_the_list_is_not_followed() {
 
 #[tokio::test]
 async fn silent_trackers_give_unavailable_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
     let one = FakeTracker::behaving(Behaviour::Silent).await;
     let two = FakeTracker::behaving(Behaviour::Silent).await;
-    let client = TrackerClient::with_timing(vec![one.addr, two.addr], quick());
+    let client = client_of(&[&one, &two], quick(), dir.path()).await;
     let err = client.call(None, TrackerCall::Ping).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Unavailable);
     assert!(err.message.contains("no answer within"), "{err:?}");
@@ -130,13 +129,14 @@ async fn silent_trackers_give_unavailable_at_the_deadline() {
 
 #[tokio::test]
 async fn an_error_answer_is_final_and_not_retried_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
     let one = FakeTracker::behaving(Behaviour::Answer(Box::new(Err(ErrorReply::new(
         ErrorKind::AuthFailed,
         "wrong user id or password",
     )))))
     .await;
     let two = FakeTracker::behaving(pong(2)).await;
-    let client = TrackerClient::with_timing(vec![one.addr, two.addr], quick());
+    let client = client_of(&[&one, &two], quick(), dir.path()).await;
     let err = client.call(None, TrackerCall::Whoami).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::AuthFailed);
     assert!(two.requests().is_empty());

@@ -1,5 +1,8 @@
-//! Proofs of the cluster key: HMAC-SHA256 over a role label and both sides' nonces, so a
-//! proof cannot be replayed on another connection or reflected back to its sender.
+//! Proofs of the cluster key, bound to one TLS session: `HMAC-SHA256(key, label ‖ exporter)`,
+//! where the exporter value is one both ends of that TLS session share and nobody else can
+//! compute. A proof therefore cannot be replayed on another connection, relayed through a
+//! second TLS session by a man in the middle, or reflected back to its sender (the label names
+//! the side).
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -13,38 +16,30 @@ pub enum Side {
     Acceptor,
 }
 
-fn mac(key: &[u8], side: Side, nonce_c: &str, nonce_s: &str) -> Option<HmacSha256> {
+fn mac(key: &[u8], side: Side, exporter: &[u8; 32]) -> Option<HmacSha256> {
     let mut mac = HmacSha256::new_from_slice(key).ok()?;
     let label: &[u8] = match side {
-        Side::Connector => b"p2p-cluster-v1 connector",
-        Side::Acceptor => b"p2p-cluster-v1 acceptor",
+        Side::Connector => b"p2p-cluster-v2 connector",
+        Side::Acceptor => b"p2p-cluster-v2 acceptor",
     };
     mac.update(label);
-    mac.update(b"|");
-    mac.update(nonce_c.as_bytes());
-    mac.update(b"|");
-    mac.update(nonce_s.as_bytes());
+    mac.update(exporter);
     Some(mac)
 }
 
 /// The proof `side` sends, hex.
-pub fn prove(key: &[u8], side: Side, nonce_c: &str, nonce_s: &str) -> String {
-    mac(key, side, nonce_c, nonce_s)
+pub fn prove(key: &[u8], side: Side, exporter: &[u8; 32]) -> String {
+    mac(key, side, exporter)
         .map(|m| hex::encode(m.finalize().into_bytes()))
         .unwrap_or_default()
 }
 
 /// Checks a proof in constant time.
-pub fn verify(key: &[u8], side: Side, nonce_c: &str, nonce_s: &str, proof: &str) -> bool {
+pub fn verify(key: &[u8], side: Side, exporter: &[u8; 32], proof: &str) -> bool {
     let Ok(raw) = hex::decode(proof) else {
         return false;
     };
-    mac(key, side, nonce_c, nonce_s).is_some_and(|m| m.verify_slice(&raw).is_ok())
-}
-
-/// A fresh nonce, hex.
-pub fn nonce() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
+    mac(key, side, exporter).is_some_and(|m| m.verify_slice(&raw).is_ok())
 }
 
 #[cfg(test)]
@@ -52,26 +47,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn proofs_bind_key_side_and_nonces() {
+    fn proofs_bind_key_side_and_session() {
         let key = b"0123456789abcdef0123456789abcdef";
-        let p = prove(key, Side::Acceptor, "a", "b");
-        assert!(verify(key, Side::Acceptor, "a", "b", &p));
+        let session = [7u8; 32];
+        let p = prove(key, Side::Acceptor, &session);
+        assert!(verify(key, Side::Acceptor, &session, &p));
         assert!(
-            !verify(key, Side::Connector, "a", "b", &p),
+            !verify(key, Side::Connector, &session, &p),
             "not reflectable"
         );
         assert!(
-            !verify(key, Side::Acceptor, "a", "c", &p),
-            "bound to nonces"
+            !verify(key, Side::Acceptor, &[8u8; 32], &p),
+            "bound to the TLS session"
         );
         assert!(!verify(
             b"another key of enough length!!!",
             Side::Acceptor,
-            "a",
-            "b",
+            &session,
             &p
         ));
-        assert!(!verify(key, Side::Acceptor, "a", "b", "zz"));
-        assert!(!verify(key, Side::Acceptor, "a", "b", ""));
+        assert!(!verify(key, Side::Acceptor, &session, "zz"));
+        assert!(!verify(key, Side::Acceptor, &session, ""));
     }
 }

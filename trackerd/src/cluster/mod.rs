@@ -26,8 +26,11 @@ mod primary;
 mod standby;
 
 use crate::store::Store;
+use link::LinkError;
 use p2p_proto::ErrorReply;
 use p2p_proto::cluster::{Position, Purpose, Role};
+use p2p_proto::identity::{Fingerprint, Identity};
+use p2p_proto::tracker_info::TrackerEntry;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -45,6 +48,8 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(1);
 const GATE_WAIT: Duration = Duration::from_millis(2500);
 /// How long a tracker that is not the stored leader waits at start-up for the leader.
 const STARTUP_GRACE: Duration = Duration::from_secs(3);
+/// Row of the tracker's local table holding the other tracker's pinned key.
+const PEER_KEY: &str = "peer_key";
 
 struct State {
     role: Role,
@@ -53,6 +58,12 @@ struct State {
     next_generation: u64,
     /// A standby's link to the primary is up.
     link_up: bool,
+    /// Why the other tracker, which answers, is not accepted as our partner (a configuration
+    /// error), until a pairing succeeds.
+    misconfigured: Option<String>,
+    /// The other tracker's key, pinned the first time it proved the cluster key (when
+    /// tracker_info.txt names none).
+    pinned: Option<Fingerprint>,
 }
 
 pub struct Cluster {
@@ -60,6 +71,10 @@ pub struct Cluster {
     /// The other tracker, if tracker_info.txt lists one.
     pub peer: Option<(usize, SocketAddr)>,
     pub key: Vec<u8>,
+    /// This tracker's own key.
+    pub identity: Identity,
+    /// The other tracker's key as tracker_info.txt names it.
+    configured_pin: Option<Fingerprint>,
     pub store: Arc<Store>,
     pub shutdown: CancellationToken,
     state: Mutex<State>,
@@ -71,21 +86,33 @@ pub struct Cluster {
 impl Cluster {
     pub fn new(
         self_no: usize,
-        trackers: &[SocketAddr],
+        trackers: &[TrackerEntry],
         key: Vec<u8>,
+        identity: Identity,
         store: Arc<Store>,
         shutdown: CancellationToken,
     ) -> Self {
         // The other tracker: the first listed that is not us (two trackers are supported).
-        let peer = trackers
+        let other = trackers
             .iter()
             .enumerate()
-            .map(|(i, a)| (i + 1, *a))
+            .map(|(i, e)| (i + 1, *e))
             .find(|(no, _)| *no != self_no);
+        let peer = other.map(|(no, e)| (no, e.addr));
+        let configured_pin = other.and_then(|(_, e)| e.fingerprint);
+        let pinned = match store.local(PEER_KEY) {
+            Ok(pin) => pin.and_then(|p| p.parse().ok()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the other tracker's pinned key");
+                None
+            }
+        };
         Self {
             self_no,
             peer,
             key,
+            identity,
+            configured_pin,
             store,
             shutdown,
             state: Mutex::new(State {
@@ -94,6 +121,8 @@ impl Cluster {
                 follower: None,
                 next_generation: 0,
                 link_up: false,
+                misconfigured: None,
+                pinned,
             }),
             acked: watch::Sender::new(0),
             changed: Notify::new(),
@@ -107,6 +136,54 @@ impl Cluster {
 
     pub fn role(&self) -> Role {
         self.state().role
+    }
+
+    /// The key the other tracker must present: the one tracker_info.txt names, else the one it
+    /// had when it first proved the cluster key; `None` before that.
+    pub fn peer_pin(&self) -> Option<Fingerprint> {
+        self.configured_pin.or(self.state().pinned)
+    }
+
+    /// Pins `key` as the other tracker's (if nothing is pinned yet): called once it proved the
+    /// cluster key over a TLS session with that key.
+    pub fn pin_peer(&self, key: Fingerprint) {
+        if self.peer_pin().is_some() {
+            return;
+        }
+        self.state().pinned = Some(key);
+        match self.store.set_local(PEER_KEY, &key.to_string()) {
+            Ok(()) => tracing::info!(%key, "pinned the other tracker's key"),
+            Err(e) => tracing::error!(error = %e, "cannot store the other tracker's key"),
+        }
+    }
+
+    /// The other tracker answers but is not our partner: loudly, once per new reason.
+    pub fn note_misconfigured(&self, why: &LinkError) {
+        let why = why.to_string();
+        let mut st = self.state();
+        if st.misconfigured.as_deref() != Some(why.as_str()) {
+            tracing::error!(error = %why, "tracker pair misconfigured; not pairing");
+            st.misconfigured = Some(why);
+        }
+        drop(st);
+        self.changed.notify_waiters();
+    }
+
+    /// A pairing succeeded: whatever was misconfigured is fixed.
+    pub fn note_paired(&self) {
+        let mut st = self.state();
+        if st.misconfigured.take().is_some() {
+            tracing::info!("tracker pair configuration fixed; pairing again");
+        }
+    }
+
+    /// Records how a probe or link attempt ended (a configuration error, or a success).
+    fn note_attempt<T>(&self, result: &Result<T, LinkError>) {
+        match result {
+            Ok(_) => self.note_paired(),
+            Err(e @ LinkError::Misconfigured(_)) => self.note_misconfigured(e),
+            Err(LinkError::Unreachable(_)) => {}
+        }
     }
 
     pub fn position(&self) -> Result<Position, String> {
@@ -173,12 +250,12 @@ impl Cluster {
     async fn become_primary(&self) {
         self.set_role(Role::Primary);
         self.renew_lease();
-        // The first primary creates the trackers' signing key; it is logged and replicated.
+        // The first primary creates the trackers' secrets; they are logged and replicated.
         let store = Arc::clone(&self.store);
-        match tokio::task::spawn_blocking(move || store.signing_key()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot create the signing key"),
-            Err(e) => tracing::error!(error = %e, "cannot create the signing key"),
+        match tokio::task::spawn_blocking(move || store.ensure_secrets()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot create the trackers' secrets"),
+            Err(e) => tracing::error!(error = %e, "cannot create the trackers' secrets"),
         }
     }
 
@@ -244,6 +321,13 @@ impl Cluster {
             let notified = self.changed.notified();
             {
                 let st = self.state();
+                if st.role != Role::Primary
+                    && let Some(why) = &st.misconfigured
+                {
+                    return Err(ErrorReply::unavailable(format!(
+                        "this tracker is not serving: tracker pair misconfigured: {why}"
+                    )));
+                }
                 match st.role {
                     Role::Primary if st.lease_until.is_some_and(|t| t > Instant::now()) => {
                         return Ok(());
@@ -287,7 +371,8 @@ impl Cluster {
         );
         self.follower_gone(generation);
         // Make sure it did not take over meanwhile (learn() steps us down if it did).
-        let _ = link::probe(self, peer_addr).await;
+        let probe = link::probe(self, peer_addr).await;
+        self.note_attempt(&probe);
         if self.role() == Role::Primary {
             Ok(())
         } else {
@@ -317,15 +402,24 @@ impl Cluster {
             (Some(_), Role::Standby) if st.link_up => "following the primary".to_string(),
             (Some(_), _) => "not connected to a primary".to_string(),
         };
-        format!(
-            "role={:?} epoch={} leader={} last_seq={} {} ({replication})",
+        let pairing = match &st.misconfigured {
+            Some(why) => format!("; pair misconfigured: {why}"),
+            None => String::new(),
+        };
+        let line = format!(
+            "role={:?} epoch={} leader={} last_seq={} {}",
             st.role,
             position.epoch,
             position.leader,
             position.last_seq,
             self.counters.words()
         )
-        .to_lowercase()
+        .to_lowercase();
+        let paired = u8::from(st.misconfigured.is_none());
+        format!(
+            "{line} paired={paired} key={} ({replication}{pairing})",
+            self.identity.fingerprint()
+        )
     }
 
     /// Decides and maintains this tracker's role until shutdown.
@@ -339,10 +433,15 @@ impl Cluster {
             match self.role() {
                 Role::Starting => {
                     let probe = link::probe(&self, peer_addr).await;
+                    self.note_attempt(&probe);
                     let leader = self.position().map(|p| p.leader).unwrap_or(1);
                     match probe {
                         Ok((Role::Primary, _)) if leader == peer_no => self.set_role(Role::Standby),
                         _ if leader == self.self_no => self.become_primary().await,
+                        // It answers but is not our partner: never take over because of that.
+                        Err(LinkError::Misconfigured(_)) => {
+                            self.pause(Duration::from_secs(1)).await
+                        }
                         _ if started.elapsed() > STARTUP_GRACE => {
                             if let Err(e) = self.take_over().await {
                                 tracing::error!(error = %e, "cannot take over");
@@ -357,7 +456,8 @@ impl Cluster {
                         continue;
                     }
                     // learn() inside the probe steps us down if the other side outranks us.
-                    let _ = link::probe(&self, peer_addr).await;
+                    let probe = link::probe(&self, peer_addr).await;
+                    self.note_attempt(&probe);
                     self.renew_lease();
                 }
                 Role::Standby => {
@@ -365,10 +465,16 @@ impl Cluster {
                     if self.shutdown.is_cancelled() {
                         break;
                     }
-                    tracing::warn!(reason, "replication link to the primary ended");
-                    match link::probe(&self, peer_addr).await {
+                    tracing::warn!(%reason, "replication link to the primary ended");
+                    let probe = link::probe(&self, peer_addr).await;
+                    self.note_attempt(&probe);
+                    match probe {
                         Ok((Role::Primary, _)) => self.pause(Duration::from_millis(200)).await,
-                        Ok(_) | Err(_) => {
+                        // It answers but is not our partner: stay standby, do not serve.
+                        Err(LinkError::Misconfigured(_)) => {
+                            self.pause(Duration::from_secs(1)).await
+                        }
+                        Ok(_) | Err(LinkError::Unreachable(_)) => {
                             if let Err(e) = self.take_over().await {
                                 tracing::error!(error = %e, "cannot take over");
                                 self.pause(Duration::from_millis(500)).await;

@@ -100,7 +100,9 @@ async fn stream(
                 return Err(format!("log has no record {next}"));
             }
             for record in records {
-                send(link, ClusterMsg::Record { record }).await?;
+                send(link, ClusterMsg::Record { record })
+                    .await
+                    .map_err(|e| e.to_string())?;
                 next += 1;
             }
             continue;
@@ -113,7 +115,9 @@ async fn stream(
                     return Err("standby stopped answering".into());
                 }
                 let position = cluster.position()?;
-                send(link, ClusterMsg::Heartbeat { position }).await?;
+                send(link, ClusterMsg::Heartbeat { position })
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             frame = link.recv::<ClusterFrame>() => match frame {
                 Ok(Some(ClusterFrame { msg: ClusterMsg::Ack { seq }, .. })) => {
@@ -160,7 +164,8 @@ async fn send_snapshot(cluster: &Cluster, link: &mut Link) -> Result<u64, String
                     position,
                 },
             )
-            .await?;
+            .await
+            .map_err(|e| e.to_string())?;
             size = 0;
         }
         if last {
@@ -168,7 +173,10 @@ async fn send_snapshot(cluster: &Cluster, link: &mut Link) -> Result<u64, String
         }
     }
     // The follower acknowledges the snapshot once it is installed.
-    match recv(link, Duration::from_secs(30)).await? {
+    match recv(link, Duration::from_secs(30))
+        .await
+        .map_err(|e| e.to_string())?
+    {
         ClusterMsg::Ack { seq } if seq == position.last_seq => {
             Counters::bump(&cluster.counters.snapshots_sent);
             Ok(position.last_seq)

@@ -17,8 +17,9 @@ const FIRST_MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 pub async fn follow(cluster: &Cluster, addr: SocketAddr) -> String {
     let (mut link, role, _) = match connect(cluster, addr, Purpose::Follow).await {
         Ok(l) => l,
-        Err(e) => return e,
+        Err(e) => return e.to_string(),
     };
+    cluster.note_paired();
     if role != Role::Primary {
         return format!("the other tracker is {role:?}, not primary");
     }

@@ -1,7 +1,9 @@
-//! `create_group <group>`: a new group owned by the caller.
+//! `create_group <group>`: a new group owned by the caller, with a fresh internal id (a group
+//! removed earlier under the same name shares nothing with it).
 
 use super::{Caller, Ctx};
 use crate::log::LogEntry;
+use crate::records::new_group_id;
 use crate::store::Decision;
 use p2p_proto::ids::validate_id;
 use p2p_proto::tracker::TrackerReply;
@@ -25,6 +27,7 @@ pub async fn run(
             entries: vec![LogEntry::GroupCreated {
                 group: group.clone(),
                 owner: caller.user.clone(),
+                id: Some(new_group_id()),
             }],
             reply: TrackerReply::Done,
         })

@@ -1,15 +1,14 @@
-//! `fetch_file <group> <name>`: what a member needs to download a file: its metadata, the
-//! other peers holding it now and a grant, signed with the trackers' key, that proves the
-//! caller's membership to those peers.
+//! `fetch_file <group> <name>`: what a member needs to start downloading a file: its metadata
+//! (every piece hash), the other peers holding it now and a grant, signed with the trackers'
+//! key, that proves to those peers the caller's daemon may have it.
 //!
 //! An empty peer list is not an error: the downloading daemon decides whether to wait.
 
-use super::{Caller, Ctx, existing_file, member_group, no_key, validate_file_name};
+use super::peers::grant_and_peers;
+use super::{Caller, Ctx, existing_file, member_group, validate_file_name};
 use p2p_proto::ErrorReply;
-use p2p_proto::grant::{GRANT_LIFETIME_SECS, Grant, unix_now};
 use p2p_proto::ids::validate_id;
 use p2p_proto::tracker::TrackerReply;
-use std::time::Instant;
 
 pub async fn run(
     ctx: &Ctx,
@@ -23,25 +22,17 @@ pub async fn run(
     let (record, key) = ctx
         .store(move |s| {
             s.read(|t| {
-                member_group(t, &g, &user)?;
-                Ok((existing_file(t, &g, &n)?, t.signing_key()?))
+                let group = member_group(t, &g, &user)?;
+                Ok(((group, existing_file(t, &g, &n)?), t.signing_key()?))
             })
         })
         .await?;
-    let key = key.ok_or_else(no_key)?;
-    let now = Instant::now();
-    let mut peers = ctx.swarm(|s| s.peers(&group, &name, now));
-    peers.retain(|p| p.user != caller.user);
-    let grant = Grant::issue(
-        &key,
-        &caller.user,
-        &group,
-        &record.meta.sha1,
-        unix_now() + GRANT_LIFETIME_SECS,
-    );
+    let (group_record, file) = record;
+    let (peers, grant) = grant_and_peers(ctx, &caller, &group_record, &file, key)?;
     Ok(TrackerReply::FileDetails {
         group,
-        meta: record.meta,
+        group_id: group_record.id,
+        meta: file.meta,
         peers,
         grant,
     })

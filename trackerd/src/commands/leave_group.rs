@@ -51,6 +51,13 @@ pub async fn run(
             })
         })
         .await?;
-    ctx.swarm(|s| s.remove_user_in_group(&user, &g));
+    ctx.swarm(|s| {
+        s.remove_user_in_group(&user, &g);
+        // A removed group's holders go with it: a group created later under this name is
+        // another group.
+        if matches!(&reply, TrackerReply::Left(left) if left.removed) {
+            s.remove_group(&g);
+        }
+    });
     Ok(reply)
 }

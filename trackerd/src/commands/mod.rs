@@ -3,6 +3,9 @@
 //! Reads run on a snapshot; writes go through [`Store::write`] so each is one log record.
 //! Store calls block (redb), so they run on the blocking pool via [`Ctx::store`]. Who holds
 //! which file is not stored: it is the in-memory [`Swarm`], reached through [`Ctx::swarm`].
+//!
+//! Every request comes from an [`Origin`]: the address and the TLS key of the connection. A
+//! session is usable only from the key that opened it ([`authenticate`]).
 
 mod accept_request;
 mod announce;
@@ -16,14 +19,18 @@ mod list_groups;
 mod list_requests;
 mod login;
 mod logout;
+mod peers;
 mod signing_key;
 mod stop_share;
 mod upload_file;
 
+use crate::log::LogEntry;
 use crate::password::PasswordHasherPool;
 use crate::records::{FileRecord, GroupRecord};
 use crate::store::{Decision, Store, TableSet, Tables};
 use crate::swarm::Swarm;
+use p2p_proto::grant::unix_now;
+use p2p_proto::identity::Fingerprint;
 use p2p_proto::tracker::{TrackerCall, TrackerReply, TrackerRequest};
 use p2p_proto::{ErrorKind, ErrorReply};
 use redb::ReadableTable;
@@ -31,12 +38,44 @@ use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
+/// How long sessions and grants live, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// A grant expires this long after it is issued.
+    pub grant_lifetime: u64,
+    /// A session unused this long expires.
+    pub session_idle: u64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            grant_lifetime: p2p_proto::grant::GRANT_LIFETIME_SECS,
+            session_idle: DEFAULT_SESSION_IDLE,
+        }
+    }
+}
+
+/// Default idle time of a session: 30 days.
+pub const DEFAULT_SESSION_IDLE: u64 = 30 * 24 * 3600;
+
+/// How stale a session's last-seen time may get before a request refreshes it (a log write).
+const SESSION_TOUCH: u64 = 3600;
+
+/// Where a request came from: the connection's address and the key its TLS peer proved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub key: Fingerprint,
+}
+
 /// What every command handler may use.
 #[derive(Clone)]
 pub struct Ctx {
     pub store: Arc<Store>,
     pub hasher: PasswordHasherPool,
     pub tracker_no: usize,
+    pub policy: Policy,
     /// Who holds which file now. Locked only briefly, never across an `.await`.
     pub swarm: Arc<Mutex<Swarm>>,
 }
@@ -45,11 +84,12 @@ impl Ctx {
     /// The context of a tracker serving `store`. The trackers' signing key is created by
     /// whichever tracker first becomes primary (see `cluster`), never here, so a standby never
     /// makes a key of its own.
-    pub fn new(store: Arc<Store>, tracker_no: usize, hash_workers: usize) -> Self {
+    pub fn new(store: Arc<Store>, tracker_no: usize, hash_workers: usize, policy: Policy) -> Self {
         Self {
             store,
             hasher: PasswordHasherPool::new(hash_workers),
             tracker_no,
+            policy,
             swarm: Arc::new(Mutex::new(Swarm::new())),
         }
     }
@@ -87,6 +127,8 @@ impl Ctx {
 pub struct Caller {
     pub user: String,
     pub token_hash: String,
+    /// The key of its daemon (the session's key).
+    pub key: Fingerprint,
 }
 
 /// The stored form of a session token.
@@ -94,10 +136,10 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Answers one request that arrived on a connection from `peer`.
+/// Answers one request that arrived on a connection from `origin`.
 pub async fn dispatch(
     ctx: &Ctx,
-    peer: SocketAddr,
+    origin: Origin,
     request: TrackerRequest,
 ) -> Result<TrackerReply, ErrorReply> {
     if !p2p_proto::token::is_request_id(&request.id) {
@@ -119,13 +161,11 @@ pub async fn dispatch(
         TrackerCall::CreateUser { user, password } => {
             create_user::run(ctx, id, user, password).await
         }
-        TrackerCall::Login {
-            user,
-            password,
-            token,
-        } => login::run(ctx, id, user, password, token).await,
+        TrackerCall::Login { user, password } => {
+            login::run(ctx, id, origin.key, user, password).await
+        }
         call => {
-            let caller = authenticate(ctx, request.session).await?;
+            let caller = authenticate(ctx, origin.key, request.session).await?;
             match call {
                 TrackerCall::Ping
                 | TrackerCall::ClusterHello { .. }
@@ -145,14 +185,15 @@ pub async fn dispatch(
                     accept_request::run(ctx, id, caller, group, user).await
                 }
                 TrackerCall::UploadFile { group, file, port } => {
-                    upload_file::run(ctx, id, caller, peer, group, file, port).await
+                    upload_file::run(ctx, id, caller, origin.addr, group, file, port).await
                 }
                 TrackerCall::ListFiles { group } => list_files::run(ctx, caller, group).await,
                 TrackerCall::FetchFile { group, name } => {
                     fetch_file::run(ctx, caller, group, name).await
                 }
+                TrackerCall::Peers { group, name } => peers::run(ctx, caller, group, name).await,
                 TrackerCall::Announce { port, shares } => {
-                    announce::run(ctx, caller, peer, port, shares).await
+                    announce::run(ctx, caller, origin.addr, port, shares).await
                 }
                 TrackerCall::StopShare { group, name } => {
                     stop_share::run(ctx, caller, group, name).await
@@ -171,8 +212,18 @@ fn unreachable_call() -> Result<TrackerReply, ErrorReply> {
     Err(ErrorReply::internal("request routed to the wrong handler"))
 }
 
-/// Resolves the session token of a request to its user.
-async fn authenticate(ctx: &Ctx, session: Option<String>) -> Result<Caller, ErrorReply> {
+fn session_gone(why: &str) -> ErrorReply {
+    ErrorReply::new(ErrorKind::NotLoggedIn, format!("{why}; log in again"))
+}
+
+/// Resolves the session token of a request to its user. The session must exist, belong to
+/// `key` (the connection's key) and not have idled out. A session from 0.1.0 (no key yet) is
+/// bound to `key` now; a session not seen for an hour is marked seen. Those two are log writes.
+async fn authenticate(
+    ctx: &Ctx,
+    key: Fingerprint,
+    session: Option<String>,
+) -> Result<Caller, ErrorReply> {
     let Some(token) = session.filter(|t| p2p_proto::token::is_session_token(t)) else {
         return Err(ErrorReply::not_logged_in());
     };
@@ -180,17 +231,56 @@ async fn authenticate(ctx: &Ctx, session: Option<String>) -> Result<Caller, Erro
     let lookup = token_hash.clone();
     let record = ctx
         .store(move |store| store.read(|t| Ok(t.session(&lookup)?)))
-        .await?;
-    match record {
-        Some(record) => Ok(Caller {
-            user: record.user,
-            token_hash,
-        }),
-        None => Err(ErrorReply::new(
-            ErrorKind::NotLoggedIn,
-            "session expired or unknown; log in again",
-        )),
+        .await?
+        .ok_or_else(|| session_gone("session expired or unknown"))?;
+    if record.key.is_some_and(|bound| bound != key) {
+        return Err(session_gone(
+            "this session was opened by another daemon's key",
+        ));
     }
+    let now = unix_now();
+    if now.saturating_sub(record.seen) > ctx.policy.session_idle {
+        let closed = token_hash.clone();
+        let _ = ctx
+            .write(&p2p_proto::token::new_request_id(), move |_| {
+                Ok(Decision {
+                    entries: vec![LogEntry::SessionClosed { token_hash: closed }],
+                    reply: TrackerReply::Done,
+                })
+            })
+            .await;
+        return Err(session_gone(&format!(
+            "session expired after {} days without use",
+            ctx.policy.session_idle / 86_400
+        )));
+    }
+    let mut entries = Vec::new();
+    if record.key.is_none() {
+        entries.push(LogEntry::SessionBound {
+            token_hash: token_hash.clone(),
+            key,
+        });
+    }
+    if now.saturating_sub(record.seen) > SESSION_TOUCH {
+        entries.push(LogEntry::SessionSeen {
+            token_hash: token_hash.clone(),
+            at: now,
+        });
+    }
+    if !entries.is_empty() {
+        ctx.write(&p2p_proto::token::new_request_id(), move |_| {
+            Ok(Decision {
+                entries,
+                reply: TrackerReply::Done,
+            })
+        })
+        .await?;
+    }
+    Ok(Caller {
+        user: record.user,
+        token_hash,
+        key,
+    })
 }
 
 /// The group named, or a `not_found` error.

@@ -1,13 +1,13 @@
-//! The file commands driven through [`dispatch`] on a temporary store, without sockets.
-//! Sessions are logged directly, so no password is hashed.
+//! The commands driven through [`dispatch`] on a temporary store, without sockets. Sessions are
+//! logged directly (bound to each user's key), so no password is hashed.
 
 use super::*;
 use crate::log::LogEntry;
 use crate::store::Decision;
 use p2p_proto::files::FileMeta;
-use p2p_proto::grant::unix_now;
+use p2p_proto::grant::{public_key_hex, unix_now};
 use p2p_proto::token::new_request_id;
-use p2p_proto::tracker::{Announced, PeerInfo};
+use p2p_proto::tracker::{Announced, PeerInfo, ShareVerdict};
 
 struct Fixture {
     ctx: Ctx,
@@ -27,6 +27,18 @@ fn ip_of(user: &str) -> SocketAddr {
     }
     .parse()
     .unwrap()
+}
+
+/// The key of `user`'s daemon in these tests.
+fn key_of(user: &str) -> Fingerprint {
+    Fingerprint::of_spki(format!("the key of {user}'s daemon").as_bytes())
+}
+
+fn origin(user: &str) -> Origin {
+    Origin {
+        addr: ip_of(user),
+        key: key_of(user),
+    }
 }
 
 fn meta(name: &str, sha1_char: char) -> FileMeta {
@@ -49,6 +61,8 @@ impl Fixture {
                         entries: vec![LogEntry::SessionOpened {
                             token_hash: token_hash(&token(user)),
                             user: user.into(),
+                            key: Some(key_of(user)),
+                            at: unix_now(),
                         }],
                         reply: TrackerReply::Done,
                     })
@@ -58,8 +72,8 @@ impl Fixture {
         let fixture = Self {
             ctx: {
                 let store = Arc::new(store);
-                store.signing_key().unwrap();
-                Ctx::new(store, 1, 1)
+                store.ensure_secrets().unwrap();
+                Ctx::new(store, 1, 1, Policy::default())
             },
             _dir: dir,
         };
@@ -89,7 +103,7 @@ impl Fixture {
         call: TrackerCall,
     ) -> Result<TrackerReply, ErrorReply> {
         let request = TrackerRequest::new(id, Some(token(user)), call);
-        dispatch(&self.ctx, ip_of(user), request).await
+        dispatch(&self.ctx, origin(user), request).await
     }
 
     async fn call(&self, user: &str, call: TrackerCall) -> Result<TrackerReply, ErrorReply> {
@@ -145,10 +159,30 @@ fn fetch(group: &str, name: &str) -> TrackerCall {
 }
 
 fn share(group: &str, name: &str, complete: bool) -> Announced {
+    // The test files' SHA-1 is their name's first letter, forty times (see `meta`).
+    let first = name.chars().next().unwrap_or('0');
     Announced {
         group: group.into(),
+        group_id: None,
         name: name.into(),
+        sha1: first.to_string().repeat(40),
         complete,
+    }
+}
+
+impl Fixture {
+    async fn group_id(&self, user: &str, group: &str) -> String {
+        match self.ok(user, fetch(group, "a")).await {
+            TrackerReply::FileDetails { group_id, .. } => group_id,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    async fn announce(&self, user: &str, port: u16, shares: Vec<Announced>) -> Vec<ShareVerdict> {
+        match self.ok(user, TrackerCall::Announce { port, shares }).await {
+            TrackerReply::Announced { verdicts } => verdicts,
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }
 
@@ -159,17 +193,25 @@ async fn upload_list_fetch_and_grant() {
     let reply = f
         .call_with_id("alice", &id, upload("g", meta("a.bin", 'a'), 7000))
         .await;
-    assert_eq!(reply, Ok(TrackerReply::Done));
+    let Ok(TrackerReply::Shared { group_id }) = reply else {
+        panic!("upload answered {reply:?}");
+    };
     // A retried upload (same request id) is answered from the log.
     let reply = f
         .call_with_id("alice", &id, upload("g", meta("a.bin", 'a'), 7000))
         .await;
-    assert_eq!(reply, Ok(TrackerReply::Done));
+    assert_eq!(
+        reply,
+        Ok(TrackerReply::Shared {
+            group_id: group_id.clone()
+        })
+    );
 
     assert_eq!(f.seeders("bob").await, [("a.bin".to_string(), 10, 1)]);
 
     let TrackerReply::FileDetails {
         group,
+        group_id: fetched_id,
         meta: got,
         peers,
         grant,
@@ -178,25 +220,59 @@ async fn upload_list_fetch_and_grant() {
         panic!("not file details");
     };
     assert_eq!(group, "g");
+    assert_eq!(fetched_id, group_id);
     assert_eq!(got, meta("a.bin", 'a'));
     assert_eq!(
         peers,
         [PeerInfo {
             user: "alice".into(),
             addr: "10.0.0.1:7000".into(),
+            key: key_of("alice"),
             complete: true,
-        }]
+        }],
+        "a peer comes with the key a downloader must accept from it"
     );
     assert_eq!(grant.user, "bob");
+    assert_eq!(grant.group_id, group_id);
     // The public key needs no session.
     let anonymous = TrackerRequest::new(new_request_id(), None, TrackerCall::SigningKey);
     let Ok(TrackerReply::SigningKey { public_key }) =
-        dispatch(&f.ctx, ip_of("carol"), anonymous).await
+        dispatch(&f.ctx, origin("carol"), anonymous).await
     else {
         panic!("no signing key");
     };
+    let now = unix_now();
     assert_eq!(
-        grant.verify(&public_key, &"a".repeat(40), unix_now()),
+        grant.verify(&public_key, &"a".repeat(40), key_of("bob"), now),
+        Ok(())
+    );
+    assert_eq!(
+        grant.verify(&public_key, &"a".repeat(40), key_of("carol"), now),
+        Err(p2p_proto::grant::GrantError::WrongKey),
+        "the grant is bob's daemon's only"
+    );
+    let lifetime = f.ctx.policy.grant_lifetime;
+    assert!(grant.expires <= now + lifetime && grant.expires + 5 >= now + lifetime);
+    // `peers` gives the same peers and a grant, without the piece hashes.
+    let TrackerReply::Peers {
+        group_id: peers_id,
+        peers: again,
+        grant: renewed,
+    } = f
+        .ok(
+            "bob",
+            TrackerCall::Peers {
+                group: "g".into(),
+                name: "a.bin".into(),
+            },
+        )
+        .await
+    else {
+        panic!("not peers");
+    };
+    assert_eq!((peers_id, again), (group_id, peers));
+    assert_eq!(
+        renewed.verify(&public_key, &"a".repeat(40), key_of("bob"), now),
         Ok(())
     );
 
@@ -265,7 +341,7 @@ async fn outsiders_and_bad_arguments_are_refused() {
 
     // Without a session only the public calls answer.
     let anonymous = TrackerRequest::new(new_request_id(), None, TrackerCall::ListGroups);
-    let e = dispatch(&f.ctx, ip_of("carol"), anonymous)
+    let e = dispatch(&f.ctx, origin("carol"), anonymous)
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotLoggedIn);
@@ -280,11 +356,16 @@ async fn announce_replaces_and_skips_what_the_caller_may_not_offer() {
         .await;
     f.ok("carol", upload("h", meta("c", 'c'), 7003)).await;
 
-    f.ok(
-        "bob",
-        TrackerCall::Announce {
-            port: 9000,
-            shares: vec![
+    let g = f.group_id("alice", "g").await;
+    let mut other_content = share("g", "b", true);
+    other_content.sha1 = "f".repeat(40);
+    let mut stale = share("g", "a", true);
+    stale.group_id = Some("0".repeat(32));
+    let verdicts = f
+        .announce(
+            "bob",
+            9000,
+            vec![
                 share("g", "a", false),
                 share("g", "b", true),
                 share("g", "unregistered", true),
@@ -292,16 +373,39 @@ async fn announce_replaces_and_skips_what_the_caller_may_not_offer() {
                 share("gone", "x", true),
                 share("bad/group", "x", true),
                 share("g", "../bad", true),
+                other_content,
+                stale,
             ],
-        },
-    )
-    .await;
+        )
+        .await;
+    let said: Vec<(Option<&str>, Option<&str>)> = verdicts
+        .iter()
+        .map(|v| (v.group_id.as_deref(), v.reason.as_deref()))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            (Some(g.as_str()), None),
+            (Some(g.as_str()), None),
+            (None, Some("the file is not registered in the group")),
+            (None, Some("you are not a member of the group")),
+            (None, Some("the group no longer exists")),
+            (None, Some("malformed group or file name")),
+            (None, Some("malformed group or file name")),
+            (
+                None,
+                Some("the group's file of this name has other content")
+            ),
+            (None, Some("the group was removed and created again")),
+        ]
+    );
     let peers = f.peers("alice", "a").await;
     assert_eq!(
         peers,
         [PeerInfo {
             user: "bob".into(),
             addr: "10.0.0.2:9000".into(),
+            key: key_of("bob"),
             complete: false,
         }]
     );
@@ -309,7 +413,8 @@ async fn announce_replaces_and_skips_what_the_caller_may_not_offer() {
     assert_eq!(
         f.ctx
             .swarm(|s| s.count("h", "c", std::time::Instant::now())),
-        1
+        1,
+        "only carol, who is a member of h"
     );
     assert_eq!(
         f.ctx
@@ -318,26 +423,12 @@ async fn announce_replaces_and_skips_what_the_caller_may_not_offer() {
     );
 
     // Alice's uploads are replaced by her announcement too.
-    f.ok(
-        "alice",
-        TrackerCall::Announce {
-            port: 7000,
-            shares: vec![share("g", "b", true)],
-        },
-    )
-    .await;
+    f.announce("alice", 7000, vec![share("g", "b", true)]).await;
     assert!(f.peers("bob", "a").await.is_empty());
     assert_eq!(f.peers("bob", "b").await.len(), 1);
 
     // The next announcement of bob replaces the first.
-    f.ok(
-        "bob",
-        TrackerCall::Announce {
-            port: 9001,
-            shares: vec![share("g", "a", true)],
-        },
-    )
-    .await;
+    f.announce("bob", 9001, vec![share("g", "a", true)]).await;
     assert_eq!(f.peers("alice", "a").await[0].addr, "10.0.0.2:9001");
     assert!(f.peers("alice", "b").await.is_empty());
 }
@@ -388,9 +479,10 @@ async fn stop_share_leave_and_logout_withdraw_offers() {
 }
 
 #[tokio::test]
-async fn a_group_created_again_has_no_files() {
+async fn a_group_created_again_is_another_group() {
     let f = Fixture::new().await;
     f.ok("alice", upload("g", meta("a", 'a'), 7000)).await;
+    let old_id = f.group_id("alice", "g").await;
     f.ok("alice", TrackerCall::LeaveGroup { group: "g".into() })
         .await;
     f.ok("bob", TrackerCall::LeaveGroup { group: "g".into() })
@@ -400,4 +492,135 @@ async fn a_group_created_again_has_no_files() {
     assert!(f.seeders("carol").await.is_empty());
     let e = f.err("carol", fetch("g", "a")).await;
     assert_eq!(e.kind, ErrorKind::NotFound);
+    // carol registers a file of the same name and content: alice, who still holds it, is not
+    // offered as a seeder, and the new group has a new id.
+    f.ok("carol", upload("g", meta("a", 'a'), 7003)).await;
+    assert_ne!(f.group_id("carol", "g").await, old_id);
+    assert!(f.peers("carol", "a").await.is_empty());
+    let mut old_share = share("g", "a", true);
+    old_share.group_id = Some(old_id);
+    let verdicts = f.announce("alice", 7000, vec![old_share]).await;
+    assert_eq!(verdicts[0].group_id, None);
+    assert!(f.peers("carol", "a").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_session_works_only_from_the_key_that_opened_it() {
+    let f = Fixture::new().await;
+    let alices_token_from_bobs_key = TrackerRequest::new(
+        new_request_id(),
+        Some(token("alice")),
+        TrackerCall::ListGroups,
+    );
+    let e = dispatch(&f.ctx, origin("bob"), alices_token_from_bobs_key)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotLoggedIn);
+    assert!(e.message.contains("another daemon's key"), "{e:?}");
+    assert!(matches!(
+        f.call("alice", TrackerCall::ListGroups).await,
+        Ok(TrackerReply::Groups { .. })
+    ));
+}
+
+#[tokio::test]
+async fn an_idle_session_expires_and_is_closed() {
+    let mut f = Fixture::new().await;
+    f.ctx.policy.session_idle = 1;
+    // Seen long ago.
+    f.ctx
+        .store
+        .write(&new_request_id(), |_| {
+            Ok(Decision {
+                entries: vec![LogEntry::SessionOpened {
+                    token_hash: token_hash(&token("carol")),
+                    user: "carol".into(),
+                    key: Some(key_of("carol")),
+                    at: unix_now() - 10,
+                }],
+                reply: TrackerReply::Done,
+            })
+        })
+        .unwrap();
+    let e = f.err("carol", TrackerCall::ListGroups).await;
+    assert_eq!(e.kind, ErrorKind::NotLoggedIn);
+    assert!(e.message.contains("without use"), "{e:?}");
+    let hash = token_hash(&token("carol"));
+    let gone = f.ctx.store.read(|t| Ok(t.session(&hash)?)).unwrap();
+    assert_eq!(gone, None, "an expired session is closed");
+}
+
+#[tokio::test]
+async fn a_session_from_before_keys_is_bound_to_its_first_key() {
+    let f = Fixture::new().await;
+    f.ctx
+        .store
+        .write(&new_request_id(), |_| {
+            Ok(Decision {
+                entries: vec![LogEntry::SessionOpened {
+                    token_hash: token_hash(&token("dora")),
+                    user: "dora".into(),
+                    key: None,
+                    at: unix_now(),
+                }],
+                reply: TrackerReply::Done,
+            })
+        })
+        .unwrap();
+    let whoami = || TrackerRequest::new(new_request_id(), Some(token("dora")), TrackerCall::Whoami);
+    assert_eq!(
+        dispatch(&f.ctx, origin("dora"), whoami()).await,
+        Ok(TrackerReply::User {
+            user: "dora".into()
+        })
+    );
+    let e = dispatch(&f.ctx, origin("mallory"), whoami())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotLoggedIn, "bound to dora's key now");
+}
+
+#[tokio::test]
+async fn login_makes_the_token_and_a_retry_gets_the_same_one() {
+    let f = Fixture::new().await;
+    let hash = f.ctx.hasher.hash("pw-of-erin".into()).await.unwrap();
+    f.ctx
+        .store
+        .write(&new_request_id(), |_| {
+            Ok(Decision {
+                entries: vec![LogEntry::UserCreated {
+                    user: "erin".into(),
+                    password_hash: hash,
+                }],
+                reply: TrackerReply::Done,
+            })
+        })
+        .unwrap();
+    let login = TrackerCall::Login {
+        user: "erin".into(),
+        password: "pw-of-erin".into(),
+    };
+    let id = new_request_id();
+    let ask =
+        |call: TrackerCall, user: &str| (origin(user), TrackerRequest::new(id.clone(), None, call));
+    let (o, r) = ask(login.clone(), "erin");
+    let Ok(TrackerReply::LoggedIn { token, .. }) = dispatch(&f.ctx, o, r).await else {
+        panic!("login failed");
+    };
+    assert!(p2p_proto::token::is_session_token(&token));
+    let (o, r) = ask(login.clone(), "erin");
+    let Ok(TrackerReply::LoggedIn { token: again, .. }) = dispatch(&f.ctx, o, r).await else {
+        panic!("retried login failed");
+    };
+    assert_eq!(token, again, "a retried login gets the same session");
+    // The token works from erin's key, and nowhere is it stored in clear.
+    let whoami = TrackerRequest::new(new_request_id(), Some(token.clone()), TrackerCall::Whoami);
+    assert!(dispatch(&f.ctx, origin("erin"), whoami).await.is_ok());
+    let (rows, _) = f.ctx.store.export_snapshot().unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| !r.value.contains(&token) && !r.key.contains(&token))
+    );
+    let key = f.ctx.store.signing_key().unwrap().unwrap();
+    assert!(!public_key_hex(&key).is_empty());
 }

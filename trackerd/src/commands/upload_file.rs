@@ -3,7 +3,8 @@
 //! The same name with the same content (SHA-1 and size) makes the caller one more seeder of
 //! the registered file and logs nothing; the same name with other content is refused. A retry
 //! of an upload that was applied is answered from the log (request id), so it never meets its
-//! own file as a "different file".
+//! own file as a "different file". The reply names the group's internal id, which the daemon
+//! keeps with its share (grants name it).
 
 use super::{Caller, Ctx, member_group, validate_port};
 use crate::log::LogEntry;
@@ -27,11 +28,14 @@ pub async fn run(
     validate_id("group id", &group)?;
     file.validate()?;
     validate_port(port)?;
-    let user = caller.user.clone();
+    let (user, key) = (caller.user.clone(), caller.key);
     let (g, name) = (group.clone(), file.name.clone());
     let reply = ctx
         .write(id, move |t| {
-            member_group(t, &group, &caller.user)?;
+            let record = member_group(t, &group, &caller.user)?;
+            let reply = TrackerReply::Shared {
+                group_id: record.id.clone(),
+            };
             if let Some(existing) = t.file(&group, &file.name)? {
                 if existing.meta.sha1 != file.sha1 || existing.meta.size != file.size {
                     return Err(ErrorReply::new(
@@ -45,7 +49,7 @@ pub async fn run(
                 // Same content: the caller just becomes another seeder.
                 return Ok(Decision {
                     entries: Vec::new(),
-                    reply: TrackerReply::Done,
+                    reply,
                 });
             }
             Ok(Decision {
@@ -54,11 +58,24 @@ pub async fn run(
                     meta: file.clone(),
                     user: caller.user.clone(),
                 }],
-                reply: TrackerReply::Done,
+                reply,
             })
         })
         .await?;
+    let reply = match reply {
+        // Recorded by 0.1.0, which answered `done`: look the id up now.
+        TrackerReply::Done => {
+            let lookup = (g.clone(), user.clone());
+            let record = ctx
+                .store(move |s| s.read(|t| member_group(t, &lookup.0, &lookup.1)))
+                .await?;
+            TrackerReply::Shared {
+                group_id: record.id,
+            }
+        }
+        other => other,
+    };
     let addr = SocketAddr::new(peer.ip().to_canonical(), port);
-    ctx.swarm(|s| s.add(&user, &g, &name, addr, true, Instant::now()));
+    ctx.swarm(|s| s.add(&user, &g, &name, addr, key, true, Instant::now()));
     Ok(reply)
 }

@@ -4,8 +4,9 @@
 
 use super::error::{StoreError, db_err};
 use super::tables::{LAST_EPOCH, LAST_SEQ, LOG, REQUEST_IDS, Tables, to_json};
+use super::tables::{SESSION_SECRET, SIGNING_KEY};
 use crate::log::{LogEntry, LogRecord};
-use crate::records::{FileRecord, GroupRecord, SessionRecord, UserRecord};
+use crate::records::{FileRecord, GroupRecord, SessionRecord, UserRecord, legacy_group_id};
 use redb::{Table, WriteTransaction};
 /// Applies `record` to the state tables and appends it to the log, advancing `meta`: the one
 /// way the state changes, on the primary (`Store::write`) and on the standby alike.
@@ -41,11 +42,29 @@ fn apply(tables: &mut Tables<'_>, entry: &LogEntry) -> Result<(), StoreError> {
             user: user.clone(),
             password_hash: password_hash.clone(),
         }),
-        LogEntry::SessionOpened { token_hash, user } => {
-            tables.put_session(token_hash, &SessionRecord { user: user.clone() })
+        LogEntry::SessionOpened {
+            token_hash,
+            user,
+            key,
+            at,
+        } => tables.put_session(
+            token_hash,
+            &SessionRecord {
+                user: user.clone(),
+                key: *key,
+                opened: *at,
+                seen: *at,
+            },
+        ),
+        LogEntry::SessionSeen { token_hash, at } => tables.update_session(token_hash, |s| {
+            s.seen = s.seen.max(*at);
+        }),
+        LogEntry::SessionBound { token_hash, key } => {
+            tables.update_session(token_hash, |s| s.key = Some(*key))
         }
         LogEntry::SessionClosed { token_hash } => tables.remove_session(token_hash),
-        LogEntry::GroupCreated { group, owner } => tables.put_group(&GroupRecord {
+        LogEntry::GroupCreated { group, owner, id } => tables.put_group(&GroupRecord {
+            id: id.clone().unwrap_or_else(|| legacy_group_id(group)),
             group: group.clone(),
             owner: owner.clone(),
             members: vec![owner.clone()],
@@ -80,7 +99,8 @@ fn apply(tables: &mut Tables<'_>, entry: &LogEntry) -> Result<(), StoreError> {
                 }
             }
         }
-        LogEntry::SigningKeyCreated { secret } => tables.put_signing_key(secret),
+        LogEntry::SigningKeyCreated { secret } => tables.put_secret(SIGNING_KEY, secret),
+        LogEntry::SessionSecretCreated { secret } => tables.put_secret(SESSION_SECRET, secret),
         LogEntry::FileAdded { group, meta, user } => tables.put_file(&FileRecord {
             group: group.clone(),
             meta: meta.clone(),

@@ -24,6 +24,11 @@ pub enum StoreError {
     Db(#[from] redb::Error),
     #[error("corrupt record in table {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
+    #[error(
+        "the database is of schema {found}, newer than this trackerd supports ({supported}); \
+         run the release that wrote it"
+    )]
+    NewerSchema { found: u64, supported: u64 },
 }
 
 impl From<StoreError> for ErrorReply {

@@ -17,6 +17,7 @@
 
 mod apply;
 mod error;
+mod migrate;
 mod replica;
 mod tables;
 
@@ -79,15 +80,28 @@ impl Store {
                 source,
             },
         )?;
-        // Create every table up front so read transactions never meet a missing one.
+        // Create every table up front so read transactions never meet a missing one, and bring
+        // a database of an earlier release up to date.
         let txn = db.begin_write().map_err(db_err)?;
-        {
+        let migrated = {
             open_tables(&txn)?;
             txn.open_table(LOG).map_err(db_err)?;
             txn.open_table(REQUEST_IDS).map_err(db_err)?;
             txn.open_table(META).map_err(db_err)?;
-        }
+            txn.open_table(tables::LOCAL).map_err(db_err)?;
+            migrate::migrate(&txn, p2p_proto::grant::unix_now())?
+        };
         txn.commit().map_err(db_err)?;
+        if let Some(m) = migrated {
+            tracing::info!(
+                from = m.from,
+                to = migrate::CURRENT_SCHEMA,
+                groups = m.groups,
+                sessions = m.sessions,
+                path = %path.display(),
+                "database migrated"
+            );
+        }
         let store = Self {
             db,
             last_seq: tokio::sync::watch::Sender::new(0),
@@ -172,27 +186,61 @@ impl Store {
         Ok(Some(record.reply))
     }
 
-    /// The trackers' signing key, created (and logged like any other change, so the standby
-    /// gets it too) the first time the tracker starts, and the same on every later start.
-    pub fn signing_key(&self) -> Result<SigningKey, ErrorReply> {
-        if let Some(key) = self.read(|t| Ok(t.signing_key()?))? {
-            return Ok(key);
+    /// Makes the trackers' shared secrets (the grant-signing key, the session secret) if they
+    /// are missing, logged like any other change so the standby gets them too. The first
+    /// primary does this; a secret that exists is never replaced.
+    pub fn ensure_secrets(&self) -> Result<(), ErrorReply> {
+        let (signing, session) =
+            self.read(|t| Ok((t.signing_key()?.is_some(), t.session_secret()?.is_some())))?;
+        if signing && session {
+            return Ok(());
         }
-        let secret = hex::encode(p2p_proto::grant::new_signing_key().to_bytes());
+        let signing_secret = hex::encode(p2p_proto::grant::new_signing_key().to_bytes());
+        let session_secret = hex::encode(rand::random::<[u8; 32]>());
         self.write(&p2p_proto::token::new_request_id(), |t| {
-            // Checked again inside the write transaction, so a key is never replaced.
-            let entries = if t.signing_key()?.is_some() {
-                Vec::new()
-            } else {
-                vec![LogEntry::SigningKeyCreated { secret }]
-            };
+            // Checked again inside the write transaction.
+            let mut entries = Vec::new();
+            if t.signing_key()?.is_none() {
+                entries.push(LogEntry::SigningKeyCreated {
+                    secret: signing_secret,
+                });
+            }
+            if t.session_secret()?.is_none() {
+                entries.push(LogEntry::SessionSecretCreated {
+                    secret: session_secret,
+                });
+            }
             Ok(Decision {
                 entries,
                 reply: TrackerReply::Done,
             })
         })?;
-        self.read(|t| Ok(t.signing_key()?))?
-            .ok_or_else(|| ErrorReply::internal("signing key missing right after it was stored"))
+        Ok(())
+    }
+
+    /// The trackers' signing key (after [`ensure_secrets`](Self::ensure_secrets)).
+    pub fn signing_key(&self) -> Result<Option<SigningKey>, ErrorReply> {
+        self.read(|t| Ok(t.signing_key()?))
+    }
+
+    /// A row of the tracker's own (never replicated) table.
+    pub fn local(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(tables::LOCAL).map_err(db_err)?;
+        Ok(table
+            .get(name)
+            .map_err(db_err)?
+            .map(|v| v.value().to_string()))
+    }
+
+    /// Sets a row of the tracker's own table, durably.
+    pub fn set_local(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        txn.open_table(tables::LOCAL)
+            .map_err(db_err)?
+            .insert(name, value)
+            .map_err(db_err)?;
+        txn.commit().map_err(db_err)
     }
 
     /// Sequence number of the last applied record (0 for an empty log).
@@ -245,6 +293,7 @@ mod tests {
                     LogEntry::GroupCreated {
                         group: group.into(),
                         owner: "alice".into(),
+                        id: Some(crate::records::new_group_id()),
                     },
                     LogEntry::RequestAccepted {
                         group: group.into(),
@@ -290,6 +339,7 @@ mod tests {
             vec![LogEntry::GroupCreated {
                 group: "g".into(),
                 owner: "carol".into(),
+                id: Some(crate::records::new_group_id()),
             }],
         );
         drop(store);
@@ -299,17 +349,28 @@ mod tests {
     }
 
     #[test]
-    fn signing_key_is_created_once_and_survives_restarts() {
+    fn secrets_are_created_once_and_survive_restarts() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.last_seq().unwrap(), 0);
-        let key = store.signing_key().unwrap();
-        assert_eq!(store.last_seq().unwrap(), 1, "the key is one log record");
-        assert_eq!(store.signing_key().unwrap(), key);
-        assert_eq!(store.last_seq().unwrap(), 1);
+        assert!(store.signing_key().unwrap().is_none());
+        store.ensure_secrets().unwrap();
+        let key = store.signing_key().unwrap().unwrap();
+        let secret = store.read(|t| Ok(t.session_secret()?)).unwrap().unwrap();
+        assert_eq!(
+            store.last_seq().unwrap(),
+            1,
+            "both secrets are one log record"
+        );
+        store.ensure_secrets().unwrap();
+        assert_eq!(store.last_seq().unwrap(), 1, "and never made again");
         drop(store);
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.signing_key().unwrap(), key);
+        assert_eq!(store.signing_key().unwrap(), Some(key));
+        assert_eq!(
+            store.read(|t| Ok(t.session_secret()?)).unwrap(),
+            Some(secret)
+        );
         assert_eq!(store.last_seq().unwrap(), 1);
     }
 }

@@ -25,7 +25,13 @@ pub(crate) const LAST_SEQ: &str = "last_seq";
 pub(crate) const LAST_EPOCH: &str = "last_epoch";
 pub(crate) const EPOCH: &str = "epoch";
 pub(crate) const LEADER: &str = "leader";
+/// The tracker's own rows, never replicated or part of a snapshot (e.g. the other tracker's
+/// pinned key).
+pub(crate) const LOCAL: TableDefinition<&str, &str> = TableDefinition::new("local");
+/// `meta` row: the schema the database is written in (absent in 0.1.0: schema 1).
+pub(crate) const SCHEMA: &str = "schema";
 pub(crate) const SIGNING_KEY: &str = "signing_key";
+pub(crate) const SESSION_SECRET: &str = "session_secret";
 
 /// A counter of the `meta` table (0 when unset), in any transaction.
 pub(crate) fn meta_value(
@@ -78,6 +84,23 @@ impl<T: ReadableTable<&'static str, &'static [u8]>> TableSet<T> {
         get_json(&self.sessions, "sessions", token_hash)
     }
 
+    /// Every session, with the hash of its token.
+    pub fn sessions(&self) -> Result<Vec<(String, SessionRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.sessions.iter().map_err(db_err)? {
+            let (key, value) = item.map_err(db_err)?;
+            out.push((
+                key.value().to_string(),
+                parse_json("sessions", value.value())?,
+            ));
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn users_is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.users.first().map_err(db_err)?.is_none())
+    }
+
     pub fn group(&self, group: &str) -> Result<Option<GroupRecord>, StoreError> {
         get_json(&self.groups, "groups", group)
     }
@@ -113,17 +136,28 @@ impl<T: ReadableTable<&'static str, &'static [u8]>> TableSet<T> {
 
     /// The trackers' signing key, once one was created.
     pub fn signing_key(&self) -> Result<Option<SigningKey>, StoreError> {
-        let Some(secret) = get_json::<String>(&self.secrets, "secrets", SIGNING_KEY)? else {
+        Ok(self
+            .secret(SIGNING_KEY)?
+            .map(|bytes| SigningKey::from_bytes(&bytes)))
+    }
+
+    /// The trackers' session secret, once one was created.
+    pub fn session_secret(&self) -> Result<Option<[u8; 32]>, StoreError> {
+        self.secret(SESSION_SECRET)
+    }
+
+    fn secret(&self, name: &'static str) -> Result<Option<[u8; 32]>, StoreError> {
+        let Some(secret) = get_json::<String>(&self.secrets, "secrets", name)? else {
             return Ok(None);
         };
-        let bytes: [u8; 32] = hex::decode(&secret)
+        hex::decode(&secret)
             .ok()
             .and_then(|raw| raw.try_into().ok())
+            .map(Some)
             .ok_or_else(|| StoreError::Corrupt {
                 table: "secrets",
-                reason: "signing_key is not 64 hex characters".into(),
-            })?;
-        Ok(Some(SigningKey::from_bytes(&bytes)))
+                reason: format!("{name} is not 64 hex characters"),
+            })
     }
 }
 
@@ -188,10 +222,24 @@ impl Tables<'_> {
     }
 
     /// Stores the hex of the trackers' signing key.
-    pub fn put_signing_key(&mut self, secret_hex: &str) -> Result<(), StoreError> {
+    /// Stores the hex of one of the trackers' secrets.
+    pub fn put_secret(&mut self, name: &str, secret_hex: &str) -> Result<(), StoreError> {
         self.secrets
-            .insert(SIGNING_KEY, to_json(&secret_hex).as_slice())
+            .insert(name, to_json(&secret_hex).as_slice())
             .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Changes a session in place; a missing session is left alone.
+    pub fn update_session(
+        &mut self,
+        token_hash: &str,
+        change: impl FnOnce(&mut SessionRecord),
+    ) -> Result<(), StoreError> {
+        if let Some(mut record) = self.session(token_hash)? {
+            change(&mut record);
+            self.put_session(token_hash, &record)?;
+        }
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 use super::*;
 use crate::state::{DownloadRecord, StateDb, StoredState};
 use p2p_proto::files::{FileMeta, PIECE_SIZE};
+use p2p_proto::identity::Identity;
 use sha1::{Digest, Sha1};
 use tokio::io::{AsyncWriteExt, DuplexStream};
 
@@ -12,6 +13,8 @@ const PEER: &str = "10.0.0.9:4000";
 
 struct Setup {
     link: PeerLink,
+    /// The download task's side of the grant: a test renews through it.
+    grants: watch::Sender<Grant>,
     content: Vec<u8>,
     _dir: tempfile::TempDir,
 }
@@ -42,15 +45,20 @@ fn setup() -> Setup {
         error: None,
         banned: Vec::new(),
         sources: Vec::new(),
+        group_id: Some("1d".into()),
     };
     let db = StateDb::open(&dir.path().join("state.redb")).unwrap();
     let dl = Download::open(record, true, &db, CancellationToken::new()).unwrap();
+    let (grants, grant) = watch::channel(grant());
     Setup {
         link: PeerLink {
             dl: Arc::new(dl),
             download_limit: Arc::new(RateLimit::new(None)),
             announce: Announce::default(),
+            identity: Identity::ephemeral().unwrap(),
+            grant,
         },
+        grants,
         content,
         _dir: dir,
     }
@@ -58,9 +66,12 @@ fn setup() -> Setup {
 
 fn grant() -> Grant {
     Grant {
+        key_id: String::new(),
         user: "bob".into(),
         group: "g".into(),
+        group_id: "1d".into(),
         file_sha1: "0".repeat(40),
+        downloader: Identity::ephemeral().unwrap().fingerprint(),
         expires: u64::MAX,
         signature: String::new(),
     }
@@ -98,7 +109,7 @@ async fn next_request(peer: &mut Framed<DuplexStream, PeerCodec>) -> Option<usiz
 fn start(link: &PeerLink) -> (DuplexStream, tokio::task::JoinHandle<Result<(), PeerEnd>>) {
     let (ours, theirs) = tokio::io::duplex(4 << 20);
     let link = link.clone();
-    let task = tokio::spawn(run(link, ours, PEER.into(), grant()));
+    let task = tokio::spawn(run(link, ours, PEER.into()));
     (theirs, task)
 }
 
@@ -311,6 +322,28 @@ async fn a_peer_that_hangs_up_mid_piece_is_dropped_not_banned() {
     );
     assert!(!s.link.dl.is_banned(PEER));
     assert!(!s.link.dl.picker.with(|p| p.is_done(piece)));
+}
+
+#[tokio::test]
+async fn a_renewed_grant_is_passed_on_to_the_peer() {
+    let s = setup();
+    let (stream, task) = start(&s.link);
+    let mut peer = welcome(stream, &Bitfield::new(pieces(&s.link))).await;
+    let mut renewed = grant();
+    renewed.expires = 12345;
+    s.grants.send_replace(renewed.clone());
+    loop {
+        match peer.next().await {
+            Some(Ok(PeerFrame::Grant(got))) => {
+                assert_eq!(got, renewed);
+                break;
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("expected GRANT, got {other:?}"),
+        }
+    }
+    drop(peer);
+    assert!(task.await.unwrap().is_err(), "the peer hung up");
 }
 
 #[tokio::test]

@@ -17,7 +17,9 @@ from .util import GROUP, POLL, BenchError, log, tcp_accepts
 
 # A tracker's answer to `status` on its stdin, e.g.
 # `role=primary epoch=0 leader=1 last_seq=12 (standby attached, acknowledged 12, lag 0)`.
-STATUS_RE = re.compile(r"^role=(\w+) epoch=(\d+) leader=(\d+) last_seq=(\d+) \((.*)\)$")
+# The `status` line: role, epoch, leader, last_seq, then counters and keys (`name=value`
+# words), then the replication state in parentheses.
+STATUS_RE = re.compile(r"^role=(\w+) epoch=(\d+) leader=(\d+) last_seq=(\d+) [^(]*\((.*)\)$")
 # The start of a trackerd log line: `2026-11-25T01:51:09.798033Z  INFO ...` (UTC).
 LOG_TIME_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z\s")
 

@@ -1,47 +1,40 @@
-"""The tracker protocol spoken directly, for case (j): no p2pctl process start, no p2pd."""
+"""The tracker protocol spoken directly, for case (j): no p2pctl process start, no p2pd.
+
+The protocol runs inside TLS with raw public keys, which Python's ssl module does not speak,
+so the calls go through `p2p-bench-client` (bench/client/), built with the workspace. It does
+the timing itself: one process per batch of calls, so process start-up is not measured."""
 
 import json
-import os
-import socket
+import subprocess
 
 from .util import BenchError
 
 
-class TrackerConn:
-    """One TCP connection to a tracker, speaking its protocol: frames of a 4-byte big-endian
-    length and JSON, one request and one answer at a time."""
+class TrackerClient:
+    """Calls to one tracker at 127.0.0.1:`port` through the bench client binary."""
 
-    def __init__(self, port, timeout=30.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.session = None
+    def __init__(self, binary, port):
+        self.binary = str(binary)
+        self.addr = f"127.0.0.1:{port}"
 
-    def call(self, call):
-        """Sends `call` with a fresh request id (and the session, if any); returns the `Ok`
-        reply or raises."""
-        request = {"v": 1, "id": os.urandom(16).hex(), "call": call}
-        if self.session:
-            request["session"] = self.session
-        body = json.dumps(request, separators=(",", ":")).encode()
+    def _run(self, args, timeout):
+        argv = [self.binary, "--tracker", self.addr, *args]
         try:
-            self.sock.sendall(len(body).to_bytes(4, "big") + body)
-            n = int.from_bytes(self._read(4), "big")
-            answer = json.loads(self._read(n))
-        except (OSError, ValueError) as e:
-            raise BenchError(f"tracker protocol {call.get('op')}: {type(e).__name__}: {e}")
-        result = answer.get("result") or {}
-        if answer.get("id") != request["id"] or "Ok" not in result:
-            raise BenchError(f"tracker protocol {call.get('op')} refused: {answer}")
-        return result["Ok"]
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"p2p-bench-client {args[0]} did not finish in {timeout} s")
+        if r.returncode != 0:
+            raise BenchError(f"p2p-bench-client {args[0]} failed: {r.stderr.strip()}")
+        return json.loads(r.stdout)
 
-    def _read(self, n):
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise OSError("connection closed by the tracker")
-            buf += chunk
-        return bytes(buf)
+    def call(self, call, user=None, password=None, timeout=60):
+        """One call (logged in as `user` if given); returns the reply."""
+        login = ["--user", user, "--password", password] if user else []
+        return self._run(["call", *login, json.dumps(call)], timeout)
 
-    def close(self):
-        self.sock.close()
+    def timed(self, user, password, template, calls, connections=1, timeout=600):
+        """`calls` calls of `template` (`{k}` numbered) over `connections` concurrent
+        connections; returns {"total": s, "latencies": [s, ...]}."""
+        return self._run(["timed", "--user", user, "--password", password,
+                          "--connections", str(connections), "--calls", str(calls),
+                          json.dumps(template)], timeout)

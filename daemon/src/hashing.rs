@@ -101,6 +101,24 @@ fn for_each_piece(file: &File, mut each: impl FnMut(&[u8])) -> std::io::Result<u
     }
 }
 
+/// Whether the file at `path` is `meta`'s: its size, and every piece's SHA-1.
+pub fn pieces_match(path: &Path, meta: &FileMeta) -> std::io::Result<bool> {
+    let file = File::open(path)?;
+    if file.metadata()?.len() != meta.size {
+        return Ok(false);
+    }
+    let mut index = 0;
+    let mut good = true;
+    for_each_piece(&file, |piece| {
+        good &= meta
+            .pieces
+            .get(index)
+            .is_some_and(|expected| hex::encode(Sha1::digest(piece)) == *expected);
+        index += 1;
+    })?;
+    Ok(good && index == meta.pieces.len())
+}
+
 /// The SHA-1 of the whole file at `path`, read sequentially.
 pub fn whole_file_sha1(path: &Path) -> std::io::Result<String> {
     let mut hasher = Sha1::new();

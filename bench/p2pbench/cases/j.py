@@ -1,5 +1,5 @@
-"""(j) tracker writes (create_group) over the raw tracker protocol on a tracker pair of its own
-(<tmp>/j/), --writes sequential ones on one connection: writes/s and p50/p99 latency with the
+"""(j) tracker writes (create_group) over the tracker protocol (p2p-bench-client) on a tracker
+pair of its own (<tmp>/j/), --writes sequential ones on one connection: writes/s and p50/p99 latency with the
 standby attached (synchronous replication) and with it killed (primary alone); the same for a
 read (list_groups), and the file system's fdatasync latency for scale. No target."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from ..cluster import TrackerPair
 from ..report import percentile
 from ..util import BenchError
-from ..wire import TrackerConn
+from ..wire import TrackerClient
 
 LABEL = "(j) tracker write throughput and latency"
 
@@ -26,22 +26,18 @@ def run(bench):
         pair.start(1)
         pair.start(2)
         primary = pair.wait_synced(timeout=60)
-        conn = TrackerConn(pair.ports[primary])
-        conn.call({"op": "create_user", "user": "writer", "password": "bench-writer-pw-4821"})
-        token = os.urandom(32).hex()
-        conn.call({"op": "login", "user": "writer", "password": "bench-writer-pw-4821",
-                   "token": token})
-        conn.session = token
+        client = TrackerClient(bench.bin("p2p-bench-client"), pair.ports[primary])
+        user, pw = "writer", "bench-writer-pw-4821"
+        client.call({"op": "create_user", "user": user, "password": pw})
         warm = 50
-        for k in range(warm):  # warm-up; also gives list_groups something to list
-            conn.call({"op": "create_group", "group": f"warm{k}"})
+        # Warm-up; also gives list_groups something to list.
+        client.timed(user, pw, {"op": "create_group", "group": "warm{k}"}, warm)
         if pair.wait_synced() != primary:
             raise BenchError("the primary changed during the warm-up", pair.logs())
-        reads = timed_calls(conn, [{"op": "list_groups"}] * max(50, n // 4))
+        reads = timed(client.timed(user, pw, {"op": "list_groups"}, max(50, n // 4)))
         disk_before = fdatasync_latency(pair.dir)
         dropped = count_in(pair.log_path(primary), DROPPED)
-        sync = timed_calls(conn, [{"op": "create_group", "group": f"sync{k}"}
-                                  for k in range(n)])
+        sync = timed(client.timed(user, pw, {"op": "create_group", "group": "sync{k}"}, n))
         dropped = count_in(pair.log_path(primary), DROPPED) - dropped
         st = pair.status(primary)
         if "standby attached" not in st["replication"]:
@@ -49,11 +45,9 @@ def run(bench):
                              f"`{st['line']}`", pair.logs())
         pair.signal(3 - primary, signal.SIGKILL)
         pair.wait_alone(primary)
-        solo = timed_calls(conn, [{"op": "create_group", "group": f"solo{k}"}
-                                  for k in range(n)])
+        solo = timed(client.timed(user, pw, {"op": "create_group", "group": "solo{k}"}, n))
         if pair.status(primary)["role"] != "primary":
             raise BenchError("the primary stepped down during the writes", pair.logs())
-        conn.close()
         disk_after = fdatasync_latency(pair.dir)
     except BenchError as e:
         e.logs += pair.logs()
@@ -98,16 +92,10 @@ def count_in(path, text):
         return 0
 
 
-def timed_calls(conn, calls):
-    """Sends `calls` one after the other on `conn`; returns the latencies and the rate."""
-    latencies = []
-    t0 = time.perf_counter()
-    for call in calls:
-        t = time.perf_counter()
-        conn.call(call)
-        latencies.append(time.perf_counter() - t)
-    total = time.perf_counter() - t0
-    return {"total": total, "rate": len(calls) / total, "all": latencies,
+def timed(result):
+    """The statistics of a `TrackerClient.timed` batch."""
+    latencies, total = result["latencies"], result["total"]
+    return {"total": total, "rate": len(latencies) / total, "all": latencies,
             "p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
             "max": max(latencies)}
 

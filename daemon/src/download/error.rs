@@ -18,8 +18,6 @@ pub enum DownloadError {
     ContentChanged,
     #[error("the group was removed and created again; this download was of the old group")]
     GroupReplaced,
-    #[error("whole-file SHA-1 mismatch (got {got}, expected {expected})")]
-    HashMismatch { got: String, expected: String },
     #[error("{0} exists but is not the downloaded file")]
     NotTheFile(std::path::PathBuf),
     #[error("cancelled")]

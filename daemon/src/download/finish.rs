@@ -1,29 +1,23 @@
-//! The end of a download: the whole-file check, the move into place, the new share, and the
-//! records that say so; or the failure, with its reason.
+//! The end of a download: the move into place, the new share, and the records that say so; or
+//! the failure, with its reason.
+//!
+//! A file whose every piece was verified against the piece hashes the (authenticated) tracker
+//! gave is the uploader's file: the whole file is not hashed again, so every byte is hashed
+//! once.
 
 use super::Download;
 use super::error::DownloadError;
-use crate::hashing::whole_file_sha1;
+use crate::hashing::pieces_match;
 use crate::plane::Plane;
 use crate::state::{DownloadRecord, ShareRecord, StoredBitmap, StoredState};
 use p2p_proto::control::DownloadState;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Checks the whole file's SHA-1 (computed during the download), moves the file into place
-/// and makes it a share. The download shows complete as soon as the file is in place; the data
-/// is then synced and the completion committed. A crash between the two is recovered at the
-/// next start (see [`recover_moved`]).
-pub async fn finish(plane: &Plane, dl: &Arc<Download>, digest: Result<String, DownloadError>) {
-    let expected = dl.record.meta.sha1.clone();
-    match digest {
-        Ok(actual) if actual == expected => {}
-        Ok(got) => {
-            let reason = DownloadError::HashMismatch { got, expected };
-            return fail(plane, dl, reason.to_string()).await;
-        }
-        Err(e) => return fail(plane, dl, e.to_string()).await,
-    }
+/// Moves the file, every piece of it verified, into place and makes it a share. The download
+/// shows complete as soon as the file is in place; the data is then synced and the completion
+/// committed. A crash between the two is recovered at the next start (see [`recover_moved`]).
+pub async fn finish(plane: &Plane, dl: &Arc<Download>) {
     let part = dl.record.part_path.clone();
     let dest = dl.record.destination.clone();
     let moved = tokio::task::spawn_blocking(move || move_into_place(&part, &dest)).await;
@@ -94,16 +88,16 @@ fn share_of(record: &DownloadRecord, size: u64, mtime_ns: i128) -> ShareRecord {
 }
 
 /// A download that was moved into place but not yet recorded complete when the daemon died:
-/// its part file is gone and the destination exists. Verifies the destination and records it
-/// complete (and shared), or failed if it is not the file.
+/// its part file is gone and the destination exists. Verifies the destination's pieces and
+/// records it complete (and shared), or failed if it is not the file.
 pub async fn recover_moved(plane: &Plane, mut record: DownloadRecord) {
     let dest = record.destination.clone();
-    let expected = record.meta.sha1.clone();
+    let meta = record.meta.clone();
     let checked = tokio::task::spawn_blocking(move || {
         use super::storage::annotate;
-        let actual =
-            whole_file_sha1(&dest).map_err(|e| DownloadError::Disk(annotate(e, "read", &dest)))?;
-        if actual != expected {
+        let matches =
+            pieces_match(&dest, &meta).map_err(|e| DownloadError::Disk(annotate(e, "read", &dest)))?;
+        if !matches {
             return Err(DownloadError::NotTheFile(dest));
         }
         crate::hashing::size_and_mtime(&dest)

@@ -5,10 +5,9 @@
 //! - `mod.rs`: [`Download`] (one download's shared state), [`Downloads`] (the running ones),
 //!   [`start`] and [`list`];
 //! - `task.rs`: the task that drives one download (peers from the tracker, flushes);
-//! - `finish.rs`: the end of a download: the whole-file check, the move into place, the share;
+//! - `finish.rs`: the end of a download: the move into place, the share;
 //! - `peer.rs`: one connection to one peer, as a struct with one method per event;
 //! - `verify.rs`: checking a piece and writing it, off the connection's task;
-//! - `whole_hash.rs`: the whole-file SHA-1, folded in as the verified prefix grows;
 //! - `picker.rs`, `storage.rs`: pure piece selection, and the part file.
 //!
 //! Lock order: a [`Download`]'s locks (`picker`, `progress`, `recheck`) are each taken alone,
@@ -22,7 +21,6 @@ mod progress;
 pub mod storage;
 mod task;
 mod verify;
-mod whole_hash;
 
 pub use error::DownloadError;
 pub use finish::recover_moved;
@@ -57,8 +55,6 @@ pub struct Download {
     pub cancel: CancellationToken,
     /// Wakes the download task: a piece verified, a peer left, a failure.
     pub events: Notify,
-    /// Wakes the whole-file hasher: the verified prefix may have grown.
-    pub hash_wake: Notify,
     pub verify_slots: Arc<Semaphore>,
     /// Pieces the stored bitmap claims but that must be re-hashed first (the part file changed).
     pub recheck: Locked<Option<Bitfield>>,
@@ -105,7 +101,6 @@ impl Download {
             progress: Locked::new(Progress::new(record.banned.clone(), record.sources.clone())),
             cancel,
             events: Notify::new(),
-            hash_wake: Notify::new(),
             verify_slots: Arc::new(Semaphore::new(VERIFY_SLOTS)),
             recheck: Locked::new(recheck),
             record,
@@ -126,7 +121,6 @@ impl Download {
     pub fn piece_verified(&self, bytes: u64) {
         self.progress.with(|p| p.piece_verified(bytes));
         self.events.notify_one();
-        self.hash_wake.notify_one();
     }
 
     /// Ends the download with an error (a disk failure, say).

@@ -29,7 +29,6 @@ type PeerTasks = JoinSet<(String, Result<(), PeerEnd>)>;
 
 pub async fn run(plane: &Arc<Plane>, dl: &Arc<Download>) {
     recheck(dl).await;
-    let mut whole = Some(tokio::spawn(super::whole_hash::run(Arc::clone(dl))));
     let mut peers = PeerTasks::new();
     let mut connected: HashSet<String> = HashSet::new();
     let mut next_refresh = Instant::now();
@@ -42,15 +41,9 @@ pub async fn run(plane: &Arc<Plane>, dl: &Arc<Download>) {
             fail(plane, dl, reason).await;
             break;
         }
-        if dl.picker.with(|p| p.is_complete())
-            && let Some(whole) = whole.take()
-        {
+        if dl.picker.with(|p| p.is_complete()) {
             peers.shutdown().await;
-            let digest = match whole.await {
-                Ok(result) => result,
-                Err(e) => Err(DownloadError::Task(e)),
-            };
-            finish(plane, dl, digest).await;
+            finish(plane, dl).await;
             break;
         }
         if Instant::now() >= next_refresh {
@@ -71,9 +64,6 @@ pub async fn run(plane: &Arc<Plane>, dl: &Arc<Download>) {
         set_progress(dl, connected.len(), &waiting_for);
         tokio::select! {
             _ = dl.cancel.cancelled() => {
-                if let Some(whole) = whole.take() {
-                    whole.abort();
-                }
                 peers.shutdown().await;
                 let _ = flush_pieces(plane, dl).await;
                 break;

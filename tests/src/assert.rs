@@ -49,16 +49,9 @@ pub fn assert_one_line(text: &str, what: &str) -> String {
 }
 
 /// The `p2pctl` command failed the documented way: exit status 1, and stderr is exactly one
-/// line `p2pctl: <reason>` whose reason contains `needle` (case-insensitive).
+/// line `p2pctl: <reason>` whose reason contains `phrase` (case-insensitive).
 #[track_caller]
-pub fn assert_fails(out: &Output, needle: &str) {
-    assert_fails_one_of(out, &[needle]);
-}
-
-/// Like [`assert_fails`], with a reason that contains at least one of `needles`, for reasons
-/// whose wording the contract does not fix.
-#[track_caller]
-pub fn assert_fails_one_of(out: &Output, needles: &[&str]) {
+pub fn assert_fails(out: &Output, phrase: &str) {
     assert!(
         !out.status.success(),
         "command should have failed\n{}",
@@ -82,10 +75,9 @@ pub fn assert_fails_one_of(out: &Output, needles: &[&str]) {
         "the error line should start with `p2pctl: `\n{}",
         show(out)
     );
-    let lower = trimmed.to_lowercase();
     assert!(
-        needles.iter().any(|n| lower.contains(&n.to_lowercase())),
-        "the error line should mention one of {needles:?}\n{}",
+        trimmed.to_lowercase().contains(&phrase.to_lowercase()),
+        "the error line should say {phrase:?}\n{}",
         show(out)
     );
 }

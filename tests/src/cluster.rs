@@ -1,16 +1,17 @@
-//! A tracker pair on loopback, in a temp dir of its own.
+//! A tracker pair on loopback, in a temp dir of its own, and the sandbox every process of a
+//! test runs in.
 
 use crate::bins::bin;
 use crate::daemon::Daemon;
-use crate::process::{READY_TIMEOUT, deadline_wait, poll_until, tail, wait_for, wait_for_exit};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use crate::process::{READY_TIMEOUT, poll_until, tail};
+use crate::status::TrackerStatus;
+use crate::tracker::Tracker;
+use nix::sys::signal::Signal;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -244,9 +245,7 @@ impl Cluster {
             let s = self.tracker(standby).try_status(READY_TIMEOUT);
             match (p, s) {
                 (Ok(p), Ok(s))
-                    if p.is_primary()
-                        && p.detail.contains("standby attached")
-                        && p.detail.contains("lag 0")
+                    if p.has_standby_caught_up()
                         && s.is_following()
                         && p.last_seq == s.last_seq
                         && p.epoch == s.epoch =>
@@ -353,255 +352,4 @@ pub(crate) fn log_file(path: &Path) -> File {
         .append(true)
         .open(path)
         .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()))
-}
-
-/// One `trackerd` process.
-pub struct Tracker {
-    no: usize,
-    addr: SocketAddr,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stderr_path: PathBuf,
-    stdout_path: PathBuf,
-}
-
-impl Tracker {
-    fn spawn(cluster: &Cluster, no: usize, piped_stdin: bool) -> Self {
-        let logs = cluster.root().join("logs");
-        let stderr_path = logs.join(format!("tracker-{no}.stderr"));
-        let stdout_path = logs.join(format!("tracker-{no}.stdout"));
-        let mut cmd = cluster.trackerd();
-        cmd.arg(cluster.tracker_info())
-            .arg(no.to_string())
-            .arg("--data-dir")
-            .arg(cluster.tracker_data_dir(no))
-            .stdin(if piped_stdin {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(log_file(&stdout_path))
-            .stderr(log_file(&stderr_path));
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start trackerd: {e}"));
-        let stdin = child.stdin.take();
-        Self {
-            no,
-            addr: cluster.tracker_addr(no),
-            child,
-            stdin,
-            stderr_path,
-            stdout_path,
-        }
-    }
-
-    /// Polls a TCP connect to the tracker's port until it succeeds.
-    fn wait_ready(&mut self) {
-        let addr = self.addr;
-        let no = self.no;
-        let stderr_path = self.stderr_path.clone();
-        let child = &mut self.child;
-        wait_for(
-            &format!("tracker {no} to listen on {addr}"),
-            READY_TIMEOUT,
-            || {
-                if let Some(status) = child.try_wait().expect("try_wait") {
-                    panic!(
-                        "tracker {no} exited with {status} before listening; stderr:\n{}",
-                        tail(&stderr_path, 40)
-                    );
-                }
-                TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            },
-        );
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// True while the process has not exited.
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-
-    /// Writes `quit` on its stdin and waits for it to exit.
-    pub fn quit(&mut self) -> ExitStatus {
-        let stdin = self
-            .stdin
-            .as_mut()
-            .expect("this tracker was started without a piped stdin");
-        stdin.write_all(b"quit\n").expect("cannot write quit");
-        stdin.flush().expect("cannot flush quit");
-        wait_for_exit(&mut self.child, &format!("tracker {} after quit", self.no))
-    }
-
-    /// Sends `signal` and waits for it to exit.
-    pub fn signal(&mut self, signal: Signal) -> ExitStatus {
-        kill(Pid::from_raw(self.child.id() as i32), signal).expect("cannot signal trackerd");
-        wait_for_exit(
-            &mut self.child,
-            &format!("tracker {} after {signal}", self.no),
-        )
-    }
-
-    /// Waits a bounded time for the process to exit by itself.
-    pub fn try_wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        deadline_wait(&mut self.child, timeout)
-    }
-
-    /// What it wrote on stderr so far.
-    pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.stderr_path).unwrap_or_default()).into_owned()
-    }
-
-    /// What it wrote on stdout so far (the answers to `status`).
-    pub fn stdout(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.stdout_path).unwrap_or_default()).into_owned()
-    }
-
-    /// The tail of its stderr, for failure messages.
-    pub fn stderr_tail(&self, lines: usize) -> String {
-        tail(&self.stderr_path, lines)
-    }
-
-    /// Sends `signal` without waiting for anything (SIGSTOP, SIGCONT, ...).
-    pub fn send_signal(&self, signal: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), signal)
-            .unwrap_or_else(|e| panic!("cannot send {signal} to tracker {}: {e}", self.no));
-    }
-
-    /// SIGKILL, then reap it.
-    pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        self.child.wait().expect("cannot reap trackerd");
-    }
-
-    /// Writes `status` on its stdin and returns the line it prints on stdout, parsed; `Err`
-    /// if it cannot be asked or does not answer within `timeout` (e.g. it is stopped).
-    pub fn try_status(&mut self, timeout: Duration) -> Result<TrackerStatus, String> {
-        let no = self.no;
-        let before = std::fs::metadata(&self.stdout_path).map_or(0, |m| m.len()) as usize;
-        let stdin = self
-            .stdin
-            .as_mut()
-            .ok_or_else(|| format!("tracker {no} was started without a piped stdin"))?;
-        stdin
-            .write_all(b"status\n")
-            .and_then(|_| stdin.flush())
-            .map_err(|e| format!("cannot write `status` to tracker {no}: {e}"))?;
-        let mut new = String::new();
-        let found = poll_until(timeout, crate::process::POLL_INTERVAL, || {
-            let bytes = std::fs::read(&self.stdout_path).unwrap_or_default();
-            new = String::from_utf8_lossy(bytes.get(before..).unwrap_or_default()).into_owned();
-            // Only whole lines: the last one may still be being written.
-            new.split_inclusive('\n')
-                .filter(|l| l.ends_with('\n'))
-                .map(str::trim)
-                .find(|l| l.starts_with("role="))
-                .map(TrackerStatus::parse)
-                .ok_or_else(String::new)
-        });
-        found.map_err(|_| {
-            format!(
-                "tracker {no} printed no status line within {timeout:?}; stdout so far: {new:?}"
-            )
-        })?
-    }
-
-    /// Like [`try_status`](Self::try_status), panicking when it gets no answer in
-    /// [`READY_TIMEOUT`].
-    #[track_caller]
-    pub fn status(&mut self) -> TrackerStatus {
-        match self.try_status(READY_TIMEOUT) {
-            Ok(status) => status,
-            Err(e) => panic!("{e}; stderr:\n{}", tail(&self.stderr_path, 40)),
-        }
-    }
-}
-
-impl Drop for Tracker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- tracker {} stderr (tail) ---\n{}",
-                self.no,
-                tail(&self.stderr_path, 40)
-            );
-        }
-    }
-}
-
-/// One `status` line of a tracker, e.g. `role=primary epoch=0 leader=1 last_seq=12 (standby
-/// attached, acknowledged 12, lag 0)` or `role=standby epoch=0 leader=1 last_seq=12 (following
-/// the primary)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrackerStatus {
-    pub role: String,
-    pub epoch: u64,
-    pub leader: u64,
-    pub last_seq: u64,
-    /// What the parentheses say about replication.
-    pub detail: String,
-    /// The whole line.
-    pub line: String,
-}
-
-impl TrackerStatus {
-    pub fn parse(line: &str) -> Result<Self, String> {
-        let line = line.trim();
-        let (fields, detail) = match line.split_once('(') {
-            Some((f, d)) => (f, d.trim_end_matches(')').trim()),
-            None => (line, ""),
-        };
-        let mut role = None;
-        let mut numbers = [None; 3];
-        for word in fields.split_whitespace() {
-            let Some((key, value)) = word.split_once('=') else {
-                continue;
-            };
-            let slot = match key {
-                "role" => {
-                    role = Some(value.to_string());
-                    continue;
-                }
-                "epoch" => 0,
-                "leader" => 1,
-                "last_seq" => 2,
-                _ => continue,
-            };
-            numbers[slot] = Some(
-                value
-                    .parse::<u64>()
-                    .map_err(|e| format!("bad {key} in status line {line:?}: {e}"))?,
-            );
-        }
-        let missing = |what: &str| format!("status line without {what}: {line:?}");
-        Ok(Self {
-            role: role.ok_or_else(|| missing("role"))?,
-            epoch: numbers[0].ok_or_else(|| missing("epoch"))?,
-            leader: numbers[1].ok_or_else(|| missing("leader"))?,
-            last_seq: numbers[2].ok_or_else(|| missing("last_seq"))?,
-            detail: detail.to_string(),
-            line: line.to_string(),
-        })
-    }
-
-    pub fn is_primary(&self) -> bool {
-        self.role == "primary"
-    }
-
-    /// A standby whose replication link to the primary is up.
-    pub fn is_following(&self) -> bool {
-        self.role == "standby" && self.detail.contains("following the primary")
-    }
 }

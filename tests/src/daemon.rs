@@ -24,8 +24,6 @@ pub struct Daemon {
     tracker_info: PathBuf,
     /// Extra `p2pd` arguments (e.g. `--upload-limit 1M`), used by every start.
     extra_args: Vec<String>,
-    /// Extra environment of `p2pd` (e.g. `RUST_LOG`), used by every start.
-    extra_env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -40,7 +38,6 @@ impl Daemon {
             root: cluster.root().to_path_buf(),
             tracker_info: cluster.tracker_info().to_path_buf(),
             extra_args: Vec::new(),
-            extra_env: Vec::new(),
             child: None,
         }
     }
@@ -55,12 +52,6 @@ impl Daemon {
     /// (e.g. one that lists only one of the cluster's trackers).
     pub fn set_tracker_info(&mut self, path: &Path) {
         self.tracker_info = path.to_path_buf();
-    }
-
-    /// Sets an environment variable of `p2pd` from the next start on.
-    pub fn set_env(&mut self, key: &str, value: &str) {
-        self.extra_env.retain(|(k, _)| k != key);
-        self.extra_env.push((key.to_string(), value.to_string()));
     }
 
     pub fn name(&self) -> &str {
@@ -92,9 +83,14 @@ impl Daemon {
         self.dir.join("p2pd.stderr")
     }
 
-    /// What the foreground `p2pd` wrote on stderr so far.
-    pub fn stderr(&self) -> String {
+    /// What the foreground `p2pd` wrote on stderr (its log) so far.
+    pub(crate) fn stderr(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(self.stderr_path()).unwrap_or_default()).into_owned()
+    }
+
+    /// The tail of the foreground `p2pd`'s stderr (its log), for failure messages.
+    pub fn stderr_tail(&self, lines: usize) -> String {
+        tail(&self.stderr_path(), lines)
     }
 
     /// `p2pd --foreground` with this daemon's socket, state dir and the cluster's trackers,
@@ -117,9 +113,6 @@ impl Daemon {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .args(&self.extra_args);
-        for (key, value) in &self.extra_env {
-            cmd.env(key, value);
-        }
         cmd
     }
 
@@ -286,14 +279,27 @@ impl Daemon {
         error
     }
 
-    /// Like [`json_err`](Self::json_err), and checks that `error.kind` is one of `kinds`.
+    /// Like [`json_err`](Self::json_err), and checks that `error.kind` is `kind`.
     #[track_caller]
-    pub fn expect_kind(&self, args: &[&str], kinds: &[&str]) -> Value {
+    pub fn expect_kind(&self, args: &[&str], kind: &str) -> Value {
         let error = self.json_err(args);
-        let kind = error["kind"].as_str().unwrap_or_default();
+        assert_eq!(
+            error["kind"], kind,
+            "p2pctl {args:?} should fail with kind {kind}, got {error}"
+        );
+        error
+    }
+
+    /// Like [`expect_kind`](Self::expect_kind), and checks that `error.message` contains
+    /// `phrase`.
+    #[track_caller]
+    pub fn expect_error(&self, args: &[&str], kind: &str, phrase: &str) -> Value {
+        let error = self.expect_kind(args, kind);
         assert!(
-            kinds.contains(&kind),
-            "p2pctl {args:?} should fail with a kind in {kinds:?}, got {error}"
+            error["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(phrase)),
+            "p2pctl {args:?} should say {phrase:?}, got {error}"
         );
         error
     }
@@ -323,6 +329,18 @@ impl Daemon {
     #[track_caller]
     pub fn group(&self, group: &str) -> Option<Value> {
         self.groups().into_iter().find(|g| g["group"] == group)
+    }
+
+    /// Group `group` as `list_groups --json` shows it; panics if it is not listed.
+    #[track_caller]
+    pub fn expect_group(&self, group: &str) -> Value {
+        self.group(group).unwrap_or_else(|| {
+            panic!(
+                "{} does not see group {group}: {:?}",
+                self.name,
+                self.groups()
+            )
+        })
     }
 
     /// The users of `list_requests <group> --json`.

@@ -32,10 +32,24 @@ pub fn poll_until<T>(
     }
 }
 
-/// Polls `check` every [`POLL_INTERVAL`] until it gives `Ok`, and panics with `what` and the
-/// last `Err` once `timeout` has passed.
+/// Polls `check` every [`POLL_INTERVAL`] until it gives `Ok`, and returns that value; panics
+/// with `what` and the last `Err` once `timeout` has passed.
+#[track_caller]
 pub fn wait_for<T>(what: &str, timeout: Duration, check: impl FnMut() -> Result<T, String>) -> T {
-    poll_until(timeout, POLL_INTERVAL, check).unwrap_or_else(|last| {
+    wait_for_every(what, timeout, POLL_INTERVAL, check)
+}
+
+/// Like [`wait_for`], polling every `interval`: for a check that is costly or that asks a
+/// program which retries by itself (a `p2pctl` command), so the test does not add a retry
+/// storm of its own.
+#[track_caller]
+pub fn wait_for_every<T>(
+    what: &str,
+    timeout: Duration,
+    interval: Duration,
+    check: impl FnMut() -> Result<T, String>,
+) -> T {
+    poll_until(timeout, interval, check).unwrap_or_else(|last| {
         panic!("timed out after {timeout:?} waiting for {what}; last: {last}")
     })
 }

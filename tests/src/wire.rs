@@ -1,5 +1,7 @@
-//! Raw frames: a 4-byte big-endian length, then that many bytes of JSON. For poking at the
-//! trackers' TCP port and the control socket with well-formed and malformed input.
+//! Raw frames: a 4-byte big-endian length, then that many bytes of JSON (or, on the peer
+//! port, a type byte and a payload). For poking at the trackers' TCP port, the control socket
+//! and a seeder's peer port with well-formed and malformed input, and for checking exactly
+//! what came back before the other side closed.
 
 use serde_json::Value;
 use std::io::{ErrorKind, Read, Write};
@@ -111,6 +113,72 @@ pub fn read_until_closed(stream: &mut impl Read) -> Vec<u8> {
     }
 }
 
+/// The JSON frames `bytes` consist of. Panics if a frame is cut short, if anything follows the
+/// last whole frame, or if a body is not JSON: what a server sent before closing must be
+/// whole frames and nothing else.
+#[track_caller]
+pub fn split_json_frames(bytes: &[u8]) -> Vec<Value> {
+    let mut frames = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        assert!(
+            rest.len() >= 4,
+            "{} stray bytes after {} whole frame(s): {:?}",
+            rest.len(),
+            frames.len(),
+            String::from_utf8_lossy(bytes)
+        );
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        assert!(
+            rest.len() >= 4 + len,
+            "a frame of {len} bytes cut short after {} whole frame(s): {:?}",
+            frames.len(),
+            String::from_utf8_lossy(bytes)
+        );
+        let value: Value = serde_json::from_slice(&rest[4..4 + len]).unwrap_or_else(|e| {
+            panic!(
+                "a frame is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&rest[4..4 + len])
+            )
+        });
+        frames.push(value);
+        rest = &rest[4 + len..];
+    }
+    frames
+}
+
+/// Reads until the server closes the connection and returns the frames it sent, each whole
+/// (see [`split_json_frames`]).
+#[track_caller]
+pub fn json_frames_until_closed(stream: &mut impl Read) -> Vec<Value> {
+    split_json_frames(&read_until_closed(stream))
+}
+
+/// Reads until the server closes the connection, checks it sent exactly one frame before
+/// closing, and returns it.
+#[track_caller]
+pub fn one_frame_then_closed(stream: &mut impl Read, what: &str) -> Value {
+    let frames = json_frames_until_closed(stream);
+    assert_eq!(
+        frames.len(),
+        1,
+        "{what}: expected exactly one frame and then a close, got {frames:?}"
+    );
+    frames.into_iter().next().unwrap()
+}
+
+/// Reads until the server closes the connection and checks it sent nothing at all.
+#[track_caller]
+pub fn nothing_then_closed(stream: &mut impl Read, what: &str) {
+    let got = read_until_closed(stream);
+    assert!(
+        got.is_empty(),
+        "{what}: expected a close without a word, got {} bytes: {:?}",
+        got.len(),
+        String::from_utf8_lossy(&got)
+    );
+}
+
 /// Writes all of `bytes`, ignoring a reset or broken pipe (the server may close early).
 pub fn write_lenient(stream: &mut impl Write, bytes: &[u8]) {
     let _ = stream.write_all(bytes);
@@ -178,15 +246,25 @@ pub fn peer_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
     frame(&body)
 }
 
-/// The whole frames in `bytes`, as (type, payload); a frame cut short at the end is left out.
-pub fn parse_peer_frames(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+/// The peer-protocol frames `bytes` consist of, as (type, payload). Panics if a frame is cut
+/// short, has no type byte, or if anything follows the last whole frame.
+#[track_caller]
+pub fn split_peer_frames(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     let mut frames = Vec::new();
     let mut rest = bytes;
-    while rest.len() >= 4 {
+    while !rest.is_empty() {
+        assert!(
+            rest.len() >= 4,
+            "{} stray bytes after {} whole peer frame(s)",
+            rest.len(),
+            frames.len()
+        );
         let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
-        if len == 0 || rest.len() < 4 + len {
-            break;
-        }
+        assert!(
+            len >= 1 && rest.len() >= 4 + len,
+            "a peer frame of {len} bytes is empty or cut short after {} whole frame(s)",
+            frames.len()
+        );
         frames.push((rest[4], rest[5..4 + len].to_vec()));
         rest = &rest[4 + len..];
     }

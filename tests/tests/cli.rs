@@ -107,9 +107,11 @@ fn second_p2pd_on_the_same_socket_is_refused() {
     );
     let line = assert_one_line(&stderr_of(&out), "the second p2pd's stderr");
     let socket = alice.socket().to_string_lossy().into_owned();
-    assert!(
-        line.contains("already") || line.contains(&socket),
-        "the refusal says a daemon runs on that socket: {line}"
+    assert_eq!(
+        line,
+        format!("p2pd: another p2pd is already running with socket {socket} (pid file is locked)"),
+        "the refusal says a daemon runs on that socket (it holds the lock on the pid file \
+         beside the socket, which a second p2pd takes first)"
     );
 
     // The first one is untouched.

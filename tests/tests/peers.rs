@@ -1,12 +1,13 @@
 //! Garbage at a seeder's peer port, and downloaders that vanish mid-transfer: the seeder gives
-//! nothing away (never a WELCOME or a PIECE) and keeps serving real members.
+//! nothing away (never a WELCOME or a PIECE), refuses each bad opening with one ERROR frame
+//! saying why, and keeps serving real members.
 
 use p2p_e2e::wire::{
-    connect_tcp, frame, parse_peer_frames, peer, peer_frame, pseudo_random_bytes,
-    read_until_closed, write_lenient,
+    connect_tcp, frame, nothing_then_closed, peer, peer_frame, pseudo_random_bytes,
+    read_until_closed, split_peer_frames, write_lenient,
 };
 use p2p_e2e::{
-    Cluster, Daemon, assert_file_content, make_group, piece_count, sha1_hex, wait_for,
+    Cluster, Daemon, PIECE_SIZE, assert_file_content, make_group, piece_count, sha1_hex, wait_for,
     write_test_file,
 };
 use serde_json::{Value, json};
@@ -14,38 +15,33 @@ use std::net::{Shutdown, SocketAddr};
 
 const SIZE: usize = 3 * 1024 * 1024 + 12345;
 
-/// Whatever the seeder sent before closing holds no WELCOME and no PIECE: only ERROR frames
-/// (or nothing at all). Returns the ERROR reasons.
-#[track_caller]
-fn assert_nothing_useful(got: &[u8], what: &str) -> Vec<String> {
-    let frames = parse_peer_frames(got);
-    for (kind, payload) in &frames {
-        assert_eq!(
-            *kind,
-            peer::ERROR,
-            "{what}: the seeder answered with a frame of type {kind} ({} bytes); all it sent: \
-             {:?}",
-            payload.len(),
-            String::from_utf8_lossy(got)
-        );
-    }
-    frames
-        .into_iter()
-        .map(|(_, p)| String::from_utf8_lossy(&p).into_owned())
-        .collect()
-}
+/// Largest peer frame a seeder reads (`MAX_PEER_FRAME`: a piece and its header).
+const MAX_PEER_FRAME: u32 = PIECE_SIZE as u32 + 16;
 
 /// Sends `bytes` to the seeder at `addr` (then half-closes when `shutdown`), reads until the
-/// seeder closes, and checks it gave nothing away. Returns the ERROR reasons.
+/// seeder closes, and checks it sent exactly one frame, an ERROR whose reason contains `says`.
 #[track_caller]
-fn poke(addr: SocketAddr, bytes: &[u8], shutdown: bool, what: &str) -> Vec<String> {
+fn refused(addr: SocketAddr, bytes: &[u8], shutdown: bool, what: &str, says: &str) {
     let mut s = connect_tcp(addr);
     write_lenient(&mut s, bytes);
     if shutdown {
         let _ = s.shutdown(Shutdown::Write);
     }
-    let got = read_until_closed(&mut s);
-    assert_nothing_useful(&got, what)
+    let frames = split_peer_frames(&read_until_closed(&mut s));
+    let reasons: Vec<(u8, String)> = frames
+        .iter()
+        .map(|(kind, payload)| (*kind, String::from_utf8_lossy(payload).into_owned()))
+        .collect();
+    assert!(
+        reasons.len() == 1 && reasons[0].0 == peer::ERROR,
+        "{what}: the seeder should answer one ERROR frame and close; it sent (type, payload) \
+         {reasons:?}"
+    );
+    assert!(
+        reasons[0].1.contains(says),
+        "{what}: the ERROR should say {says:?}, it says {:?}",
+        reasons[0].1
+    );
 }
 
 /// A HELLO frame carrying `hello` as its JSON payload.
@@ -74,34 +70,41 @@ fn seeder_gives_nothing_to_garbage_and_forged_grants() {
     let addr = alice.peer_addr();
     let sha1 = sha1_hex(&content);
     let far = 4_000_000_000u64;
+    let too_large = |len: u32| format!("peer frame of {len} bytes exceeds the limit");
+    let malformed = "malformed peer frame: ";
 
-    // Random bytes, half-closed so a length that looks plausible cannot keep us waiting.
+    // Random bytes, half-closed so a length that looks plausible could not keep us waiting.
+    // These seeds all start with a length over the limit: refused before anything else is
+    // read.
     for seed in [1u64, 0xdead_beef, 42, 7_777_777] {
-        poke(
+        let garbage = pseudo_random_bytes(seed, 8192);
+        let len = u32::from_be_bytes(garbage[..4].try_into().unwrap());
+        assert!(len > MAX_PEER_FRAME, "seed {seed}: length {len}");
+        refused(
             addr,
-            &pseudo_random_bytes(seed, 8192),
+            &garbage,
             true,
             &format!("random bytes (seed {seed})"),
+            &too_large(len),
         );
     }
     // Oversized length prefixes: refused before anything is read, the seeder closes by itself.
-    for len in [(512u32 << 10) + 17, 64 << 20, u32::MAX] {
-        let errors = poke(addr, &len.to_be_bytes(), false, &format!("length {len}"));
-        assert!(
-            errors.iter().all(|e| !e.is_empty()),
-            "length {len}: {errors:?}"
+    for len in [MAX_PEER_FRAME + 1, 64 << 20, u32::MAX] {
+        refused(
+            addr,
+            &len.to_be_bytes(),
+            false,
+            &format!("length {len}"),
+            &too_large(len),
         );
     }
-    // A HELLO of another protocol version.
-    let errors = poke(
+    // A HELLO of another protocol version: the error names it.
+    refused(
         addr,
         &hello(&json!({"v": 2, "file": sha1, "grant": null})),
         false,
         "HELLO v2",
-    );
-    assert!(
-        errors.iter().any(|e| e.contains("version")),
-        "a version mismatch is answered with an error naming it: {errors:?}"
+        "peer protocol version mismatch: got 2, expected 1",
     );
     // Well-formed HELLOs whose grant was not signed by the trackers, or is not a grant.
     let forged = |user: &str, signature: String| {
@@ -110,42 +113,79 @@ fn seeder_gives_nothing_to_garbage_and_forged_grants() {
             "signature": signature,
         }})
     };
+    let not_signed = "grant signature does not verify";
     let bad_hellos = [
-        ("zero signature", hello(&forged("bob", "00".repeat(64)))),
+        (
+            "zero signature",
+            hello(&forged("bob", "00".repeat(64))),
+            not_signed,
+        ),
         (
             "random signature",
             hello(&forged("mallory", hex::encode(pseudo_random_bytes(9, 64)))),
+            not_signed,
         ),
-        ("non-hex signature", hello(&forged("bob", "zz".repeat(64)))),
-        ("short signature", hello(&forged("bob", "abcd".into()))),
+        (
+            "non-hex signature",
+            hello(&forged("bob", "zz".repeat(64))),
+            not_signed,
+        ),
+        (
+            "short signature",
+            hello(&forged("bob", "abcd".into())),
+            not_signed,
+        ),
         (
             "garbage grant",
             hello(&json!({"v": 1, "file": sha1, "grant": "let me in"})),
+            malformed,
         ),
-        ("no grant", hello(&json!({"v": 1, "file": sha1}))),
-        ("not JSON", peer_frame(peer::HELLO, b"{\"v\":1, nope")),
+        ("no grant", hello(&json!({"v": 1, "file": sha1})), malformed),
+        (
+            "not JSON",
+            peer_frame(peer::HELLO, b"{\"v\":1, nope"),
+            malformed,
+        ),
     ];
-    for (what, raw) in &bad_hellos {
-        let errors = poke(addr, raw, false, what);
-        assert!(!errors.is_empty(), "{what}: refused without an ERROR frame");
+    for (what, raw, says) in &bad_hellos {
+        refused(addr, raw, false, what, says);
     }
     // Frames other than HELLO first, and a forged HELLO followed by requests for pieces.
-    for (what, raw) in [
+    for (what, raw, says) in [
         (
             "REQUEST first",
             peer_frame(peer::REQUEST, &0u32.to_be_bytes()),
+            "expected HELLO",
         ),
-        ("KEEPALIVE first", peer_frame(peer::KEEPALIVE, b"")),
-        ("unknown type", peer_frame(42, b"x")),
-        ("empty frame", frame(b"")),
+        (
+            "KEEPALIVE first",
+            peer_frame(peer::KEEPALIVE, b""),
+            "expected HELLO",
+        ),
+        (
+            "unknown type",
+            peer_frame(42, b"x"),
+            "malformed peer frame: unknown frame type 42",
+        ),
+        (
+            "empty frame",
+            frame(b""),
+            "malformed peer frame: empty frame",
+        ),
     ] {
-        poke(addr, &raw, false, what);
+        refused(addr, &raw, false, what, says);
     }
     let mut pushy = hello(&forged("bob", "00".repeat(64)));
     for piece in 0..piece_count(SIZE as u64) as u32 {
         pushy.extend(peer_frame(peer::REQUEST, &piece.to_be_bytes()));
     }
-    poke(addr, &pushy, false, "forged HELLO then REQUESTs");
+    refused(
+        addr,
+        &pushy,
+        false,
+        "forged HELLO then REQUESTs",
+        not_signed,
+    );
     // A half frame and a hang-up.
     let mut s = connect_tcp(addr);
     write_lenient(&mut s, &[0, 0, 0, 50, peer::HELLO, b'{']);
@@ -219,7 +259,7 @@ fn a_connection_that_sends_nothing_is_dropped() {
     alice.ok(&["upload_file", "g1", &path.to_string_lossy()]);
     let mut silent = connect_tcp(alice.peer_addr());
     download_ok(&bob, "g1", "data.bin", &content);
-    let got = read_until_closed(&mut silent);
-    assert_nothing_useful(&got, "a silent connection");
+    // Dropped at the seeder's handshake timeout, without a word: it never said what it wants.
+    nothing_then_closed(&mut silent, "a silent connection");
     cluster.assert_no_panics();
 }

@@ -1,17 +1,8 @@
 //! Durability: a killed p2pd keeps its session; stopped trackers keep every acknowledged write;
 //! a daemon reconnects to restarted trackers by itself; no password reaches a tracker's disk.
 
-use p2p_e2e::{
-    Cluster, Daemon, READY_TIMEOUT, assert_fails, assert_fails_one_of, password_of, wait_for,
-};
-use serde_json::Value;
+use p2p_e2e::{Cluster, READY_TIMEOUT, assert_fails, password_of, wait_for};
 use std::path::{Path, PathBuf};
-
-#[track_caller]
-fn group_of(d: &Daemon, group: &str) -> Value {
-    d.group(group)
-        .unwrap_or_else(|| panic!("{} does not see group {group}: {:?}", d.name(), d.groups()))
-}
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir)
@@ -58,7 +49,7 @@ fn killed_p2pd_restarts_logged_in() {
         "status:\n{text}"
     );
     // Commands that need the session work without a new login.
-    assert_eq!(group_of(&alice, "g1")["membership"], "owner");
+    assert_eq!(alice.expect_group("g1")["membership"], "owner");
     assert_eq!(alice.ok(&["create_group", "g2"]), "created group g2");
 
     // Twice in a row, for good measure, and the session survives a logout-free restart only:
@@ -70,7 +61,7 @@ fn killed_p2pd_restarts_logged_in() {
     alice.kill9();
     alice.restart();
     assert!(alice.status()["user"].is_null(), "{}", alice.status());
-    alice.expect_kind(&["list_groups"], &["not_logged_in"]);
+    alice.expect_kind(&["list_groups"], "not_logged_in");
     cluster.assert_no_panics();
 }
 
@@ -96,8 +87,8 @@ fn stopped_trackers_restart_with_everything() {
 
     // With both trackers gone, a command that needs one fails cleanly.
     let out = alice.ctl(&["list_groups"]);
-    assert_fails_one_of(&out, &["tracker", "unavailable", "connect", "reach"]);
-    alice.expect_kind(&["list_groups"], &["unavailable"]);
+    assert_fails(&out, "no tracker answered");
+    alice.expect_error(&["list_groups"], "unavailable", "no tracker answered");
 
     cluster.start_tracker(1);
     cluster.start_tracker(2);
@@ -123,14 +114,14 @@ fn stopped_trackers_restart_with_everything() {
     assert_eq!(g1["members"], 2, "{g1}");
     assert_eq!(g1["membership"], "owner", "{g1}");
 
-    let g2 = group_of(&alice, "g2");
+    let g2 = alice.expect_group("g2");
     assert_eq!(g2["owner"], "bob", "{g2}");
     assert_eq!(g2["membership"], "none", "{g2}");
 
     // Every logged-in daemon still works without a login.
-    assert_eq!(group_of(&bob, "g1")["membership"], "member");
-    assert_eq!(group_of(&bob, "g2")["membership"], "owner");
-    assert_eq!(group_of(&carol, "g1")["membership"], "pending");
+    assert_eq!(bob.expect_group("g1")["membership"], "member");
+    assert_eq!(bob.expect_group("g2")["membership"], "owner");
+    assert_eq!(carol.expect_group("g1")["membership"], "pending");
     assert_eq!(alice.status()["user"], "alice");
 
     // The pending request survived and is real.
@@ -139,17 +130,14 @@ fn stopped_trackers_restart_with_everything() {
         alice.ok(&["accept_request", "g1", "carol"]),
         "accepted carol into g1"
     );
-    assert_eq!(group_of(&carol, "g1")["members"], 3);
+    assert_eq!(carol.expect_group("g1")["members"], 3);
 
     // Users survived: erin logs in with her old password; a wrong one is still refused;
-    // her name is still taken.
-    erin.expect_kind(&["login", "erin", "not-her-password"], &["auth_failed"]);
+    // alice's name is still taken.
+    erin.expect_kind(&["login", "erin", "not-her-password"], "auth_failed");
     erin.login("erin");
     assert_eq!(erin.status()["user"], "erin");
-    erin.expect_kind(
-        &["create_user", "alice", "whatever-99"],
-        &["already_exists"],
-    );
+    erin.expect_kind(&["create_user", "alice", "whatever-99"], "already_exists");
 
     let status = alice.status();
     assert!(
@@ -170,9 +158,10 @@ fn no_password_bytes_in_tracker_data() {
     alice.ok(&["create_group", "g1"]);
     bob.ok(&["join_group", "g1"]);
     alice.ok(&["accept_request", "g1", "bob"]);
-    // A second session of alice, and a failed login, give the tracker more chances to leak.
+    // A second session of bob, and a failed login with alice's password, give the tracker
+    // more chances to leak.
     bob.ok(&["logout"]);
-    bob.expect_kind(&["login", "bob", &password_of("alice")], &["auth_failed"]);
+    bob.expect_kind(&["login", "bob", &password_of("alice")], "auth_failed");
     bob.login("bob");
     drop(alice);
     drop(bob);

@@ -18,7 +18,7 @@
 //! twice.
 
 use crate::sync::Locked;
-use crate::tracker_pins::TrackerPins;
+use crate::tracker_pins::{PinError, TrackerPins};
 use p2p_proto::identity::{Fingerprint, Identity};
 use p2p_proto::limits::{MAX_TRACKER_FRAME, TRACKER_CONNECT_TIMEOUT};
 use p2p_proto::tls::{self, Expect, TlsError, TlsStream};
@@ -351,10 +351,17 @@ impl TrackerClient {
                 other => LinkError::Tls(other),
             })?;
         if expect == Expect::AnyKey {
-            self.pins
-                .pin_first(addr, handshake.peer)
-                .await
-                .map_err(LinkError::Pin)?;
+            match self.pins.pin_first(addr, handshake.peer).await {
+                Ok(()) => {}
+                Err(PinError::Other(expected)) => {
+                    return Err(LinkError::KeyChanged {
+                        addr,
+                        expected,
+                        presented: handshake.peer,
+                    });
+                }
+                Err(PinError::State(e)) => return Err(LinkError::Pin(e)),
+            }
         }
         Ok((
             MessageStream::new(stream, MAX_TRACKER_FRAME),

@@ -18,6 +18,16 @@ pub struct TrackerPins {
     state: State,
 }
 
+/// Why a first-seen key was not pinned.
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    /// Another connection met, and pinned, this other key a moment ago.
+    #[error("another key ({0}) was pinned for this tracker a moment ago")]
+    Other(Fingerprint),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
 /// Why a key cannot be trusted for a tracker.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
@@ -68,14 +78,20 @@ impl TrackerPins {
     }
 
     /// Pins `key` for `addr`, met for the first time; durably, before anything is sent to it.
-    pub async fn pin_first(&self, addr: SocketAddr, key: Fingerprint) -> Result<(), StateError> {
+    /// If another connection pinned a key for `addr` meanwhile, `key` must be that one: the
+    /// pinned key is returned as the error otherwise.
+    pub async fn pin_first(&self, addr: SocketAddr, key: Fingerprint) -> Result<(), PinError> {
         let fresh = self.pinned.with(|p| match p.entry(addr) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Occupied(pinned) if *pinned.get() == key => {
+                Ok(false)
+            }
+            std::collections::hash_map::Entry::Occupied(pinned) => Err(*pinned.get()),
             std::collections::hash_map::Entry::Vacant(slot) => {
                 slot.insert(key);
-                true
+                Ok(true)
             }
         });
+        let fresh = fresh.map_err(PinError::Other)?;
         if fresh {
             let (a, k) = (addr.to_string(), key.to_string());
             self.state.run(move |s| s.set_tracker_pin(&a, &k)).await?;

@@ -34,7 +34,7 @@ pub type TlsStream<S> = tokio_rustls::TlsStream<S>;
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Label of the exporter value that binds application proofs to one TLS session.
-const EXPORTER_LABEL: &[u8] = b"EXPORTER-p2p-session-binding-v1";
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-p2p-session-binding-v1";
 
 /// The crypto provider of every connection (built once).
 pub fn provider() -> Arc<CryptoProvider> {
@@ -210,6 +210,11 @@ fn verify_signature(
 
 /// The server side of every link: presents `identity`, requires a key from the client.
 pub fn acceptor(identity: &Identity) -> Result<TlsAcceptor, rustls::Error> {
+    Ok(TlsAcceptor::from(server_config(identity)?))
+}
+
+/// The configuration behind [`acceptor`].
+pub fn server_config(identity: &Identity) -> Result<Arc<ServerConfig>, rustls::Error> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(AnyClientKey))
@@ -218,10 +223,12 @@ pub fn acceptor(identity: &Identity) -> Result<TlsAcceptor, rustls::Error> {
         ));
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
-fn client_config(
+/// The client side of every link: presents `identity`, accepts what `expect` says. The second
+/// value holds, after a handshake, the key the server presented (also when it was refused).
+pub fn client_config(
     identity: &Identity,
     expect: Expect,
 ) -> Result<(Arc<ClientConfig>, Arc<OnceLock<Fingerprint>>), rustls::Error> {
@@ -315,7 +322,8 @@ pub async fn opens_with_tls(stream: &TcpStream, limit: Duration) -> Result<bool,
     Ok(peeked == 1 && first[0] == TLS_HANDSHAKE_RECORD)
 }
 
-fn peer_key(conn: &rustls::CommonState) -> Option<Fingerprint> {
+/// The key a completed handshake's peer presented.
+pub fn peer_key(conn: &rustls::CommonState) -> Option<Fingerprint> {
     let presented = conn.peer_certificates()?;
     match presented {
         [key] => Some(Fingerprint::of_spki(key.as_ref())),

@@ -10,7 +10,7 @@ use crate::cluster::Cluster;
 use crate::daemon::{Daemon, password_of};
 use crate::process::wait_for_every;
 use crate::status::TrackerStatus;
-use crate::wire::{connect_tcp, read_json_frame, tracker_request};
+use crate::wire::{read_json_frame, tracker_request};
 use serde_json::Value;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -125,7 +125,7 @@ pub fn relogin(d: &Daemon) {
 
 /// Sends a tracker request on a raw connection and reads the answer.
 pub fn raw_call(addr: SocketAddr, n: u64, call: Value) -> Value {
-    let mut s = connect_tcp(addr);
+    let mut s = crate::tls::tls_to(addr);
     s.write_all(&tracker_request(n, None, call)).unwrap();
     read_json_frame(&mut s)
 }

@@ -23,6 +23,7 @@
 //! process a test starts is killed when the object that owns it is dropped, including a `p2pd`
 //! that `p2pctl` started by itself (found through its pid file).
 
+pub mod adversary;
 mod assert;
 mod bins;
 mod cluster;
@@ -31,6 +32,7 @@ pub mod failover;
 mod files;
 mod process;
 mod status;
+pub mod tls;
 mod tracker;
 pub mod wire;
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 /// ```text
 /// role=primary epoch=1 leader=2 last_seq=12 takeovers=1 step_downs=0 follows=0
 /// standbys_served=1 snapshots_sent=0 snapshots_installed=0 refused_bad_proof=0
-/// refused_unknown_tracker=0 (standby attached, acknowledged 12, lag 0)
+/// refused_unknown_tracker=0 paired=1 key=sha256:… (standby attached, acknowledged 12, lag 0)
 /// ```
 ///
 /// (one line). Every word before the parenthesis is `name=value`: the role, where the log
@@ -20,9 +20,11 @@ pub struct TrackerStatus {
     pub epoch: u64,
     pub leader: u64,
     pub last_seq: u64,
+    /// The tracker's key fingerprint (`key=`).
+    pub key: String,
     /// Every other `name=value` word: `takeovers`, `step_downs`, `follows`,
     /// `standbys_served`, `snapshots_sent`, `snapshots_installed`, `refused_bad_proof`,
-    /// `refused_unknown_tracker`.
+    /// `refused_unknown_tracker`, and `paired` (1, or 0 while the pair is misconfigured).
     pub counters: BTreeMap<String, u64>,
     /// What the parentheses say about replication.
     pub detail: String,
@@ -48,6 +50,7 @@ impl TrackerStatus {
             None => (line, ""),
         };
         let mut role = None;
+        let mut own_key = None;
         let mut numbers: BTreeMap<String, u64> = BTreeMap::new();
         for word in fields.split_whitespace() {
             let (key, value) = word.split_once('=').ok_or_else(|| {
@@ -55,6 +58,10 @@ impl TrackerStatus {
             })?;
             if key == "role" {
                 role = Some(value.to_string());
+                continue;
+            }
+            if key == "key" {
+                own_key = Some(value.to_string());
                 continue;
             }
             let value = value
@@ -72,6 +79,7 @@ impl TrackerStatus {
             leader: take("leader")?,
             last_seq: take("last_seq")?,
             role: role.ok_or_else(|| format!("status line without role: {line:?}"))?,
+            key: own_key.ok_or_else(|| format!("status line without key: {line:?}"))?,
             counters: numbers,
             detail: detail.to_string(),
             line: line.to_string(),
@@ -141,21 +149,24 @@ mod tests {
         let s = TrackerStatus::parse(
             "role=primary epoch=1 leader=2 last_seq=12 takeovers=1 step_downs=0 follows=0 \
              standbys_served=1 snapshots_sent=0 snapshots_installed=0 refused_bad_proof=3 \
-             refused_unknown_tracker=0 (standby attached, acknowledged 12, lag 0)",
+             refused_unknown_tracker=0 paired=1 key=sha256:ab (standby attached, \
+             acknowledged 12, lag 0)",
         )
         .unwrap();
         assert!(s.is_primary() && s.has_standby_caught_up() && !s.is_following());
         assert_eq!((s.epoch, s.leader, s.last_seq), (1, 2, 12));
         assert_eq!(s.counter("takeovers"), 1);
         assert_eq!(s.counter("refused_bad_proof"), 3);
-        assert_eq!(s.counters.len(), 8);
+        assert_eq!(s.counter("paired"), 1);
+        assert_eq!(s.key, "sha256:ab");
+        assert_eq!(s.counters.len(), 9);
         assert_eq!(s.detail, "standby attached, acknowledged 12, lag 0");
     }
 
     #[test]
     fn parses_a_standby_line() {
         let s = TrackerStatus::parse(
-            "role=standby epoch=0 leader=1 last_seq=3 takeovers=0 follows=2 (following the primary)",
+            "role=standby epoch=0 leader=1 last_seq=3 takeovers=0 follows=2 key=k (following the primary)",
         )
         .unwrap();
         assert!(s.is_following() && !s.is_primary());
@@ -173,7 +184,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "no counter takeovers")]
     fn a_missing_counter_panics() {
-        TrackerStatus::parse("role=primary epoch=1 leader=2 last_seq=1")
+        TrackerStatus::parse("role=primary epoch=1 leader=2 last_seq=1 key=k")
             .unwrap()
             .counter("takeovers");
     }

@@ -42,9 +42,12 @@ pub fn connect_unix(path: &std::path::Path) -> std::os::unix::net::UnixStream {
     stream
 }
 
-/// A tracker request frame: `{"v":1,"id":request_id(n),"session":..,"call":call}`.
+/// The versions of the protocols (proto's `TRACKER_VERSION`, `CLUSTER_VERSION`, ...).
+pub const VERSION: u64 = 2;
+
+/// A tracker request frame: `{"v":2,"id":request_id(n),"session":..,"call":call}`.
 pub fn tracker_request(n: u64, session: Option<&str>, call: Value) -> Vec<u8> {
-    let mut request = serde_json::json!({"v": 1, "id": request_id(n), "call": call});
+    let mut request = serde_json::json!({"v": VERSION, "id": request_id(n), "call": call});
     if let Some(session) = session {
         request["session"] = Value::from(session);
     }
@@ -52,18 +55,28 @@ pub fn tracker_request(n: u64, session: Option<&str>, call: Value) -> Vec<u8> {
 }
 
 /// The first frame of a cluster connection: the tracker request `cluster_hello` from tracker
-/// `from` (any JSON value, to try bad ones) with the connector's nonce.
-pub fn cluster_hello(n: u64, from: Value, nonce: &str) -> Vec<u8> {
+/// `from` (any JSON value, to try bad ones) with a proof of the cluster key.
+pub fn cluster_hello(n: u64, from: Value, proof: &str) -> Vec<u8> {
     tracker_request(
         n,
         None,
-        serde_json::json!({"op": "cluster_hello", "from": from, "nonce": nonce}),
+        serde_json::json!({"op": "cluster_hello", "from": from, "proof": proof}),
     )
 }
 
-/// A frame of the cluster protocol: `{"v":1,"msg":msg}`.
+/// A frame of the cluster protocol: `{"v":2,"msg":msg}`.
 pub fn cluster_frame(msg: Value) -> Vec<u8> {
-    json_frame(&serde_json::json!({"v": 1, "msg": msg}))
+    json_frame(&serde_json::json!({"v": VERSION, "msg": msg}))
+}
+
+/// The proof of the cluster `key` that `side` (`"connector"` or `"acceptor"`) sends over a
+/// TLS session with `exporter`: what `trackerd/src/cluster/auth.rs` computes.
+pub fn cluster_proof(key: &[u8], side: &str, exporter: &[u8; 32]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(format!("p2p-cluster-v2 {side}").as_bytes());
+    mac.update(exporter);
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Reads one frame and parses it as JSON. Panics on a timeout, a close before a whole frame,
@@ -237,6 +250,7 @@ pub mod peer {
     pub const PIECE: u8 = 7;
     pub const REJECT: u8 = 8;
     pub const KEEPALIVE: u8 = 9;
+    pub const GRANT: u8 = 10;
 }
 
 /// A peer-protocol frame of type `kind` carrying `payload`.

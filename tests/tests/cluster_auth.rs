@@ -1,67 +1,35 @@
-//! The trackers' cluster port: only a tracker that proves the cluster key gets anything. Forged
-//! and garbage cluster traffic, at the primary and at the standby, is refused the one way the
-//! tracker refuses each kind of it, is counted, and changes nothing: no role change, no epoch
-//! learned, no record written, and the pair still replicates.
+//! The trackers' cluster port: only the other tracker (its pinned key) proving the cluster key
+//! over this very TLS session gets anything. Forged and garbage cluster traffic, at the
+//! primary and at the standby, from TLS clients with keys of their own, is refused the one way
+//! the tracker refuses each kind of it, is counted, and changes nothing: no role change, no
+//! epoch learned, no record written, and the pair stays paired and still replicates.
 //!
 //! See [`p2p_e2e::failover`] for the starting state.
 
 use p2p_e2e::failover::{CATCH_UP_TIMEOUT, settled_cluster};
+use p2p_e2e::tls::{TlsConn, tls_to};
 use p2p_e2e::wire::{
-    cluster_frame, cluster_hello, connect_tcp, error_of, json_frame, nothing_then_closed,
-    one_frame_then_closed, pseudo_random_bytes, read_json_frame, request_id, tracker_request,
-    write_lenient,
+    VERSION, cluster_frame, cluster_hello, cluster_proof, error_of, nothing_then_closed,
+    one_frame_then_closed, pseudo_random_bytes, read_json_frame, tracker_request,
 };
 use p2p_e2e::{ROLE_AND_LOG_COUNTERS, TrackerStatus};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Instant;
 
-/// A connector nonce, hex.
-fn nonce(seed: u64) -> String {
-    hex::encode(pseudo_random_bytes(seed, 16))
-}
-
-/// Opens a connection to `addr` that says `cluster_hello` from `from`, and reads the
-/// challenge; returns the stream and the challenge message.
-#[track_caller]
-fn hello(addr: SocketAddr, n: u64, from: u64, nonce_c: &str) -> (TcpStream, Value) {
-    let mut s = connect_tcp(addr);
-    s.write_all(&cluster_hello(n, json!(from), nonce_c))
-        .unwrap();
-    let challenge = read_json_frame(&mut s);
-    assert_eq!(challenge["v"], 1, "{challenge}");
-    let msg = challenge["msg"].clone();
-    assert_eq!(
-        msg["type"], "challenge",
-        "answer to cluster_hello: {challenge}"
-    );
-    assert!(
-        msg["nonce"].as_str().is_some_and(|n| !n.is_empty())
-            && msg["proof"].as_str().is_some_and(|p| p.len() == 64),
-        "a challenge carries a nonce and a 32-byte proof: {challenge}"
-    );
-    (s, msg)
-}
-
-/// An `auth` message with `proof` that claims a far newer epoch led by `leader`: were it
-/// believed, the tracker would step down or take the attacker's log.
-fn forged_auth(proof: &str, leader: u64, purpose: &str) -> Value {
-    json!({
-        "type": "auth",
-        "proof": proof,
-        "position": {"epoch": 999, "leader": leader, "last_seq": 1_000_000, "last_epoch": 999},
-        "purpose": purpose,
-    })
+/// A random proof, hex.
+fn random_proof(seed: u64) -> String {
+    hex::encode(pseudo_random_bytes(seed, 32))
 }
 
 /// The tracker sends one cluster `refuse` saying `reason`, and closes.
 #[track_caller]
-fn refused_because(s: &mut TcpStream, case: &str, reason: &str) {
+fn refused_because(s: &mut TlsConn, case: &str, reason: &str) {
     let frame = one_frame_then_closed(s, case);
     assert_eq!(
         frame,
-        json!({"v": 1, "msg": {"type": "refuse", "reason": reason}}),
+        json!({"v": VERSION, "msg": {"type": "refuse", "reason": reason}}),
         "{case}: expected a refuse frame saying {reason:?}"
     );
 }
@@ -69,7 +37,7 @@ fn refused_because(s: &mut TcpStream, case: &str, reason: &str) {
 /// The tracker answers one `protocol` error for the frame it could not read (with the empty
 /// request id: it could not read one), and closes.
 #[track_caller]
-fn refused_as_malformed(s: &mut TcpStream, case: &str) {
+fn refused_as_malformed(s: &mut TlsConn, case: &str) {
     let reply = one_frame_then_closed(s, case);
     assert_eq!(reply["id"], "", "{case}: {reply}");
     let error = error_of(&reply);
@@ -82,133 +50,93 @@ fn refused_as_malformed(s: &mut TcpStream, case: &str) {
     );
 }
 
-/// How many connections of [`forge_everything_at`] fail to prove the key, and how many name
-/// a tracker that is not the other one.
-const BAD_PROOFS: u64 = 6;
+/// How many connections of [`forge_everything_at`] fail to prove the key (or prove it from a
+/// key that is not the other tracker's), and how many name a tracker that is not the other one.
+const BAD_PROOFS: u64 = 7;
 const UNKNOWN_TRACKERS: u64 = 4;
 
-/// Every forged or malformed cluster connection we can think of, at tracker `no`.
-fn forge_everything_at(addr: SocketAddr, no: u64, base: u64) {
+/// Every forged or malformed cluster connection we can think of, at tracker `no`. Each comes
+/// from a TLS client with a key of its own; `cluster_key` is the pair's real cluster key.
+fn forge_everything_at(addr: SocketAddr, no: u64, base: u64, cluster_key: &[u8]) {
     let other = 3 - no;
     let mut n = base;
     let mut next = || {
         n += 1;
         n
     };
+    let bad = "bad proof of the cluster key";
 
-    // Well-formed auth messages with proofs that are not HMACs under the cluster key. The
-    // `bad proof` reason shows the auth message itself was understood.
-    let random_proof = hex::encode(pseudo_random_bytes(base + 7, 32));
-    for (case, proof, purpose) in [
-        ("all-zero proof", "0".repeat(64), "follow"),
-        ("random proof", random_proof, "probe"),
-        ("non-hex proof", "not a proof at all!".to_string(), "follow"),
-        ("empty proof", String::new(), "follow"),
+    // Proofs that are not HMACs under the cluster key over this TLS session.
+    for (case, proof) in [
+        ("all-zero proof", "0".repeat(64)),
+        ("random proof", random_proof(base + 7)),
+        ("non-hex proof", "not a proof at all!".to_string()),
+        ("empty proof", String::new()),
+        ("long proof", "a".repeat(64 * 1024)),
     ] {
         let case = format!("tracker {no}: {case}");
-        let (mut s, _) = hello(addr, next(), other, &nonce(next()));
-        s.write_all(&cluster_frame(forged_auth(&proof, other, purpose)))
+        let mut s = tls_to(addr);
+        s.write_all(&cluster_hello(next(), json!(other), &proof))
             .unwrap();
-        refused_because(&mut s, &case, "bad proof");
+        refused_because(&mut s, &case, bad);
     }
-    // The tracker's own proof reflected back.
-    let (mut s, challenge) = hello(addr, next(), other, &nonce(next()));
-    let reflected = challenge["proof"].as_str().unwrap().to_string();
-    s.write_all(&cluster_frame(forged_auth(&reflected, other, "follow")))
+    // A real proof, made with the real cluster key for another TLS session: a captured proof
+    // replayed (or relayed by a man in the middle) proves nothing.
+    let captured = tls_to(addr);
+    let replayed = cluster_proof(cluster_key, "connector", &captured.exporter);
+    let mut s = tls_to(addr);
+    s.write_all(&cluster_hello(next(), json!(other), &replayed))
         .unwrap();
     refused_because(
         &mut s,
-        &format!("tracker {no}: reflected proof"),
-        "bad proof",
+        &format!("tracker {no}: proof of another session"),
+        bad,
     );
-    // A long nonce changes nothing.
-    let long_nonce = "a".repeat(64 * 1024);
-    let (mut s, _) = hello(addr, next(), other, &long_nonce);
-    s.write_all(&cluster_frame(forged_auth(
-        &"1".repeat(64),
-        other,
-        "follow",
-    )))
-    .unwrap();
-    refused_because(&mut s, &format!("tracker {no}: long nonce"), "bad proof");
+    drop(captured);
+    // The cluster key itself is not enough: the other tracker's key is pinned, and ours is not
+    // it.
+    let mut s = tls_to(addr);
+    let proof = cluster_proof(cluster_key, "connector", &s.exporter);
+    s.write_all(&cluster_hello(next(), json!(other), &proof))
+        .unwrap();
+    let frame = one_frame_then_closed(&mut s, &format!("tracker {no}: unpinned key"));
+    let reason = frame["msg"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        frame["msg"]["type"] == "refuse"
+            && reason.starts_with("your key sha256:")
+            && reason.ends_with("is not the one expected here"),
+        "tracker {no}: a connection with the cluster key but another TLS key: {frame}"
+    );
 
-    // A `from` that is not the other tracker: refused before any challenge.
+    // A `from` that is not the other tracker: refused before the proof is looked at.
     for from in [json!(no), json!(0), json!(3), json!(1000)] {
         let case = format!("tracker {no}: cluster_hello from {from}");
-        let mut s = connect_tcp(addr);
-        s.write_all(&cluster_hello(next(), from, &nonce(next())))
+        let mut s = tls_to(addr);
+        s.write_all(&cluster_hello(next(), from, &random_proof(next())))
             .unwrap();
         refused_because(&mut s, &case, "unknown tracker");
     }
     // A `from` that is not a tracker number at all: a malformed request.
     for from in [json!(-1), json!("two"), json!(null)] {
         let case = format!("tracker {no}: cluster_hello from {from}");
-        let mut s = connect_tcp(addr);
-        s.write_all(&cluster_hello(next(), from, &nonce(next())))
+        let mut s = tls_to(addr);
+        s.write_all(&cluster_hello(next(), from, &random_proof(next())))
             .unwrap();
         refused_as_malformed(&mut s, &case);
     }
-
-    // After a good hello, anything but a well-formed auth message breaks the handshake off:
-    // the tracker closes without a word.
-    // Garbage (its first four bytes are a length over the 16 MiB limit).
-    let (mut s, _) = hello(addr, next(), other, &nonce(next()));
-    write_lenient(&mut s, &pseudo_random_bytes(base + 99, 8192));
-    let _ = s.shutdown(Shutdown::Write);
-    nothing_then_closed(&mut s, &format!("tracker {no}: random bytes after hello"));
-    // Oversized frames: refused by their length prefix alone.
-    for prefix in [(16u32 << 20) + 1, u32::MAX] {
-        let (mut s, _) = hello(addr, next(), other, &nonce(next()));
-        write_lenient(&mut s, &prefix.to_be_bytes());
-        nothing_then_closed(
-            &mut s,
-            &format!("tracker {no}: {prefix}-byte frame after hello"),
-        );
-    }
-    // Replication messages instead of the proof: a record, a snapshot, a heartbeat, an ack.
+    // A replication message as the first frame: not a tracker request.
     for msg in [
-        json!({"type": "record", "record": {"seq": 1_000_000, "epoch": 999, "request_id": request_id(1), "op": {"create_user": {"user": "mallory"}}}}),
-        json!({"type": "snapshot", "rows": [{"table": "users", "key": "mallory", "value": "{}"}], "last": true,
-               "position": {"epoch": 999, "leader": other, "last_seq": 1_000_000, "last_epoch": 999}}),
-        json!({"type": "heartbeat", "position": {"epoch": 999, "leader": other, "last_seq": 1_000_000, "last_epoch": 999}}),
+        json!({"type": "record", "record": {"seq": 1_000_000, "epoch": 999}}),
+        json!({"type": "hello", "position": {"epoch": 999, "leader": other, "last_seq": 1_000_000, "last_epoch": 999}, "purpose": "follow"}),
         json!({"type": "ack", "seq": 1_000_000}),
     ] {
-        let case = format!("tracker {no}: {} instead of auth", msg["type"]);
-        let (mut s, _) = hello(addr, next(), other, &nonce(next()));
+        let case = format!("tracker {no}: {} as the first frame", msg["type"]);
+        let mut s = tls_to(addr);
         s.write_all(&cluster_frame(msg)).unwrap();
-        nothing_then_closed(&mut s, &case);
+        refused_as_malformed(&mut s, &case);
     }
-    // An auth message without a position; a cluster frame of another version.
-    let (mut s, _) = hello(addr, next(), other, &nonce(next()));
-    s.write_all(&cluster_frame(
-        json!({"type": "auth", "proof": "00", "purpose": "follow"}),
-    ))
-    .unwrap();
-    nothing_then_closed(&mut s, &format!("tracker {no}: auth without position"));
-    let (mut s, _) = hello(addr, next(), other, &nonce(next()));
-    s.write_all(&json_frame(
-        &json!({"v": 2, "msg": forged_auth(&"0".repeat(64), other, "follow")}),
-    ))
-    .unwrap();
-    nothing_then_closed(&mut s, &format!("tracker {no}: cluster frame v2"));
-    // Silence: the tracker gives up on the handshake by itself.
-    let (mut s, _) = hello(addr, next(), other, &nonce(next()));
-    let since = Instant::now();
-    nothing_then_closed(&mut s, &format!("tracker {no}: silence after hello"));
-    println!(
-        "tracker {no} closed a silent cluster handshake after {:?}",
-        since.elapsed()
-    );
-
-    // A replication message with no hello at all, as the first frame: not a tracker request.
-    let mut s = connect_tcp(addr);
-    s.write_all(&cluster_frame(
-        json!({"type": "record", "record": {"seq": 1}}),
-    ))
-    .unwrap();
-    refused_as_malformed(&mut s, &format!("tracker {no}: record as first frame"));
-    // cluster_hello after another request on the same connection: closed without a challenge.
-    let mut s = connect_tcp(addr);
+    // cluster_hello after another request on the same connection: closed without a word.
+    let mut s = tls_to(addr);
     s.write_all(&tracker_request(next(), None, json!({"op": "ping"})))
         .unwrap();
     // The primary (tracker 1) answers a ping; the standby redirects it to the primary.
@@ -218,11 +146,19 @@ fn forge_everything_at(addr: SocketAddr, no: u64, base: u64) {
     } else {
         assert_eq!(error_of(&pong)["kind"], "not_primary", "{pong}");
     }
-    s.write_all(&cluster_hello(next(), json!(other), &nonce(next())))
+    s.write_all(&cluster_hello(next(), json!(other), &random_proof(next())))
         .unwrap();
     nothing_then_closed(
         &mut s,
         &format!("tracker {no}: cluster_hello in the middle of a connection"),
+    );
+    // Silence after the TLS handshake: the tracker gives up on it by itself.
+    let mut s = tls_to(addr);
+    let since = Instant::now();
+    nothing_then_closed(&mut s, &format!("tracker {no}: silence after TLS"));
+    println!(
+        "tracker {no} closed a silent connection after {:?}",
+        since.elapsed()
     );
 }
 
@@ -233,8 +169,15 @@ fn forged_and_garbage_cluster_traffic_changes_nothing() {
     alice.ok(&["create_group", "g1"]);
     let (p0, s0) = cluster.wait_caught_up(1, 2, CATCH_UP_TIMEOUT);
 
+    let key_hex = std::fs::read_to_string(cluster.root().join("cluster.key")).unwrap();
+    let cluster_key = hex::decode(key_hex.trim()).unwrap();
     for no in [1u64, 2] {
-        forge_everything_at(cluster.tracker_addr(no as usize), no, no * 1000);
+        forge_everything_at(
+            cluster.tracker_addr(no as usize),
+            no,
+            no * 1000,
+            &cluster_key,
+        );
         for t in [1, 2] {
             assert!(
                 cluster.tracker(t).is_running(),
@@ -278,10 +221,9 @@ fn forged_and_garbage_cluster_traffic_changes_nothing() {
             &format!("tracker {no} after the forged traffic"),
         );
     }
-    // No user appeared: mallory (named in the forged record and snapshot) is free.
-    let checker = cluster.daemon("checker");
-    checker.create_user("mallory");
-    // And the pair still replicates.
+    // The pair is still paired, and still replicates.
+    assert_eq!(p1.counter("paired"), 1, "{}", p1.line);
+    assert_eq!(s1.counter("paired"), 1, "{}", s1.line);
     assert_eq!(alice.ok(&["create_group", "g2"]), "created group g2");
     let (p2, s2) = cluster.wait_caught_up(1, 2, CATCH_UP_TIMEOUT);
     assert!(p2.last_seq > p1.last_seq, "{} / {}", p2.line, s2.line);

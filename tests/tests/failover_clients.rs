@@ -5,13 +5,15 @@
 //! See [`p2p_e2e::failover`] for the starting state and the timing bounds.
 
 use p2p_e2e::failover::{CATCH_UP_TIMEOUT, FAILOVER_BOUND, raw_call, settled_cluster};
-use p2p_e2e::wire::{error_of, json_frame};
+use p2p_e2e::tls::{accept, new_identity};
+use p2p_e2e::wire::{VERSION, error_of, json_frame};
 use p2p_e2e::{
     Cluster, PIECE_SIZE, assert_file_content, make_group, password_of, wait_for_every,
     write_test_file,
 };
+use p2p_proto::identity::Identity;
 use serde_json::{Value, json};
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -108,6 +110,8 @@ fn download_can_start_within_seconds_of_a_failover() {
 struct RedirectingTracker {
     listener: TcpListener,
     addr: SocketAddr,
+    /// Its TLS key.
+    identity: Identity,
     redirected: AtomicUsize,
     stop: AtomicBool,
 }
@@ -119,6 +123,7 @@ impl RedirectingTracker {
         Self {
             listener,
             addr,
+            identity: new_identity(),
             redirected: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         }
@@ -138,45 +143,57 @@ impl RedirectingTracker {
         })
     }
 
-    fn serve(&self, mut s: TcpStream) {
+    fn serve(&self, tcp: TcpStream) {
+        let Ok(mut s) = accept(tcp, &self.identity) else {
+            return;
+        };
+        // A short read timeout only lets a connection notice `stop`; bytes read so far stay in
+        // `pending`, so a timeout loses nothing.
+        let _ = s.sock.set_read_timeout(Some(Duration::from_millis(200)));
+        let mut pending: Vec<u8> = Vec::new();
+        let mut chunk = [0u8; 4096];
         loop {
-            // Wait for the next frame without consuming it, so a timeout loses nothing; the
-            // timeout only lets a connection notice `stop`.
-            s.set_read_timeout(Some(Duration::from_millis(200)))
-                .unwrap();
-            match s.peek(&mut [0u8; 1]) {
+            while pending.len() >= 4 {
+                let len = u32::from_be_bytes(pending[..4].try_into().unwrap()) as usize;
+                assert!(len < 1 << 20, "the client sent a {len}-byte frame");
+                if pending.len() < 4 + len {
+                    break;
+                }
+                let body: Vec<u8> = pending.drain(..4 + len).skip(4).collect();
+                if !self.answer(&mut s, &body) {
+                    return;
+                }
+            }
+            match s.read(&mut chunk) {
                 Ok(0) => return,
-                Ok(_) => {}
-                Err(_) if self.stop.load(Ordering::SeqCst) => return,
-                Err(_) => continue,
-            }
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut len = [0u8; 4];
-            if s.read_exact(&mut len).is_err() {
-                return;
-            }
-            let len = u32::from_be_bytes(len) as usize;
-            assert!(len < 1 << 20, "the client sent a {len}-byte frame");
-            let mut body = vec![0u8; len];
-            if s.read_exact(&mut body).is_err() {
-                return;
-            }
-            let request: Value = serde_json::from_slice(&body).unwrap_or_default();
-            // Like a real standby: a ping is answered, everything else redirected.
-            let reply = if request["call"]["op"] == "ping" {
-                json!({"v": 1, "id": request["id"], "result": {"Ok": {
-                    "reply": "pong", "tracker_no": 1}}})
-            } else {
-                self.redirected.fetch_add(1, Ordering::SeqCst);
-                json!({"v": 1, "id": request["id"], "result": {"Err": {
-                    "kind": "not_primary",
-                    "message": "this tracker is the standby; the primary is 127.0.0.1:9",
-                    "redirect": "127.0.0.1:9"}}})
-            };
-            if s.write_all(&json_frame(&reply)).is_err() {
-                return;
+                Ok(n) => pending.extend_from_slice(&chunk[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    if self.stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                }
+                Err(_) => return,
             }
         }
+    }
+
+    /// Answers one request frame; false when the client is gone.
+    fn answer(&self, s: &mut impl Write, body: &[u8]) -> bool {
+        let request: Value = serde_json::from_slice(body).unwrap_or_default();
+        // Like a real standby: a ping is answered, everything else redirected.
+        let reply = if request["call"]["op"] == "ping" {
+            json!({"v": VERSION, "id": request["id"], "result": {"Ok": {
+                "reply": "pong", "tracker_no": 1}}})
+        } else {
+            self.redirected.fetch_add(1, Ordering::SeqCst);
+            json!({"v": VERSION, "id": request["id"], "result": {"Err": {
+                "kind": "not_primary",
+                "message": "this tracker is the standby; the primary is 127.0.0.1:9",
+                "redirect": "127.0.0.1:9"}}})
+        };
+        s.write_all(&json_frame(&reply))
+            .and_then(|()| s.flush())
+            .is_ok()
     }
 
     /// Makes [`run`](Self::run) and every connection end: the flag, then a connection of our

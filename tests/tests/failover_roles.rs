@@ -9,7 +9,8 @@ use p2p_e2e::failover::{
     CATCH_UP_TIMEOUT, FAILOVER_BOUND, ctl_until_ok, raw_call, relogin, settled_cluster,
     wait_primary, wait_standby_dropped,
 };
-use p2p_e2e::wire::{connect_tcp, error_of, read_json_frame, tracker_request};
+use p2p_e2e::tls::tls_to;
+use p2p_e2e::wire::{error_of, read_json_frame, tracker_request};
 use p2p_e2e::{make_group, password_of};
 use serde_json::json;
 use std::io::Write;
@@ -118,6 +119,7 @@ fn frozen_primary_is_replaced_and_steps_down_when_continued() {
     lonely.set_tracker_info(&only1);
     lonely.start();
     let (p0, s0) = cluster.wait_caught_up(1, 2, CATCH_UP_TIMEOUT);
+    let addr1 = cluster.tracker_addr(1);
 
     cluster.freeze_tracker(1);
     let frozen_at = Instant::now();
@@ -158,27 +160,25 @@ fn frozen_primary_is_replaced_and_steps_down_when_continued() {
     frank.ok(&["join_group", "g1"]);
     alice.ok(&["accept_request", "g1", "frank"]);
 
-    // Requests queued at the frozen tracker before it is continued: it must not answer them
-    // from its stale state (it does not know frank; it would create `stale`).
-    let addr1 = cluster.tracker_addr(1);
+    // Requests sent to the frozen tracker before it is continued (their connections wait in
+    // its accept queue): it must not answer them from its stale state (it does not know frank;
+    // it would create `stale`).
     let addr2 = cluster.tracker_addr(2).to_string();
-    let mut stale_create = connect_tcp(addr1);
-    stale_create
-        .write_all(&tracker_request(
-            31,
-            None,
-            json!({"op": "create_user", "user": "stale", "password": password_of("stale")}),
-        ))
-        .unwrap();
-    let mut stale_login = connect_tcp(addr1);
-    stale_login
-        .write_all(&tracker_request(
-            32,
-            None,
-            json!({"op": "login", "user": "frank", "password": password_of("frank"),
-                   "token": "ab".repeat(32)}),
-        ))
-        .unwrap();
+    let queued = |n: u64, call: serde_json::Value| {
+        std::thread::spawn(move || {
+            let mut s = tls_to(addr1);
+            s.write_all(&tracker_request(n, None, call)).unwrap();
+            read_json_frame(&mut s)
+        })
+    };
+    let stale_create = queued(
+        31,
+        json!({"op": "create_user", "user": "stale", "password": password_of("stale")}),
+    );
+    let stale_login = queued(
+        32,
+        json!({"op": "login", "user": "frank", "password": password_of("frank")}),
+    );
 
     cluster.thaw_tracker(1);
     println!(
@@ -187,11 +187,11 @@ fn frozen_primary_is_replaced_and_steps_down_when_continued() {
     );
     // It holds them until it has re-checked its role, finds it was replaced, steps down and
     // follows the new primary: then it redirects them there.
-    for (what, stream) in [
-        ("create_user stale", &mut stale_create),
-        ("login frank", &mut stale_login),
+    for (what, answer) in [
+        ("create_user stale", stale_create),
+        ("login frank", stale_login),
     ] {
-        let reply = read_json_frame(stream);
+        let reply = answer.join().expect("the queued request's thread");
         println!("tracker 1 answered the queued {what}: {reply}");
         let error = &reply["result"]["Err"];
         assert!(

@@ -1,9 +1,12 @@
 //! Garbage at a seeder's peer port, and downloaders that vanish mid-transfer: the seeder gives
 //! nothing away (never a WELCOME or a PIECE), refuses each bad opening with one ERROR frame
-//! saying why, and keeps serving real members.
+//! saying why, and keeps serving real members. Everything but the plaintext cases runs inside
+//! TLS, from a client with a key of its own.
 
+use p2p_e2e::adversary::Adversary;
+use p2p_e2e::tls::tls_to;
 use p2p_e2e::wire::{
-    connect_tcp, frame, nothing_then_closed, peer, peer_frame, pseudo_random_bytes,
+    VERSION, connect_tcp, frame, nothing_then_closed, peer, peer_frame, pseudo_random_bytes,
     read_until_closed, split_peer_frames, write_lenient,
 };
 use p2p_e2e::{
@@ -11,7 +14,7 @@ use p2p_e2e::{
     write_test_file,
 };
 use serde_json::{Value, json};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 
 const SIZE: usize = 3 * 1024 * 1024 + 12345;
 
@@ -22,10 +25,10 @@ const MAX_PEER_FRAME: u32 = PIECE_SIZE as u32 + 16;
 /// seeder closes, and checks it sent exactly one frame, an ERROR whose reason contains `says`.
 #[track_caller]
 fn refused(addr: SocketAddr, bytes: &[u8], shutdown: bool, what: &str, says: &str) {
-    let mut s = connect_tcp(addr);
+    let mut s = tls_to(addr);
     write_lenient(&mut s, bytes);
     if shutdown {
-        let _ = s.shutdown(Shutdown::Write);
+        s.shutdown_write();
     }
     let frames = split_peer_frames(&read_until_closed(&mut s));
     let reasons: Vec<(u8, String)> = frames
@@ -70,6 +73,13 @@ fn seeder_gives_nothing_to_garbage_and_forged_grants() {
     let addr = alice.peer_addr();
     let sha1 = sha1_hex(&content);
     let far = 4_000_000_000u64;
+    // The trackers' signing key's id, which a forged grant must name to be looked at.
+    let mut mallory = Adversary::new(cluster.tracker_addr(1));
+    let public = mallory.ok(json!({"op": "signing_key"}))["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key_id = p2p_proto::grant::key_id(&public);
     let too_large = |len: u32| format!("peer frame of {len} bytes exceeds the limit");
     let malformed = "malformed peer frame: ";
 
@@ -101,18 +111,21 @@ fn seeder_gives_nothing_to_garbage_and_forged_grants() {
     // A HELLO of another protocol version: the error names it.
     refused(
         addr,
-        &hello(&json!({"v": 2, "file": sha1, "grant": null})),
+        &hello(&json!({"v": 1, "file": sha1, "grant": null})),
         false,
-        "HELLO v2",
-        "peer protocol version mismatch: got 2, expected 1",
+        "HELLO v1",
+        &format!("peer protocol version mismatch: got 1, expected {VERSION}"),
     );
     // Well-formed HELLOs whose grant was not signed by the trackers, or is not a grant.
-    let forged = |user: &str, signature: String| {
-        json!({"v": 1, "file": sha1, "grant": {
-            "user": user, "group": "g1", "file_sha1": sha1, "expires": far,
+    let downloader = p2p_e2e::tls::new_identity().fingerprint().to_string();
+    let grant_of = |user: &str, key_id: &str, signature: String| {
+        json!({
+            "key_id": key_id, "user": user, "group": "g1", "group_id": "00",
+            "file_sha1": sha1, "downloader": downloader, "expires": far,
             "signature": signature,
-        }})
+        })
     };
+    let forged = |user: &str, signature: String| json!({"v": VERSION, "file": sha1, "grant": grant_of(user, &key_id, signature)});
     let not_signed = "grant signature does not verify";
     let bad_hellos = [
         (
@@ -136,14 +149,24 @@ fn seeder_gives_nothing_to_garbage_and_forged_grants() {
             not_signed,
         ),
         (
+            "another signer",
+            hello(&json!({"v": VERSION, "file": sha1,
+                           "grant": grant_of("bob", "0123456789abcdef", "00".repeat(64))})),
+            "grant is signed by another tracker key (0123456789abcdef)",
+        ),
+        (
             "garbage grant",
-            hello(&json!({"v": 1, "file": sha1, "grant": "let me in"})),
+            hello(&json!({"v": VERSION, "file": sha1, "grant": "let me in"})),
             malformed,
         ),
-        ("no grant", hello(&json!({"v": 1, "file": sha1})), malformed),
+        (
+            "no grant",
+            hello(&json!({"v": VERSION, "file": sha1})),
+            malformed,
+        ),
         (
             "not JSON",
-            peer_frame(peer::HELLO, b"{\"v\":1, nope"),
+            peer_frame(peer::HELLO, b"{\"v\":2, nope"),
             malformed,
         ),
     ];
@@ -187,9 +210,25 @@ fn seeder_gives_nothing_to_garbage_and_forged_grants() {
         not_signed,
     );
     // A half frame and a hang-up.
-    let mut s = connect_tcp(addr);
+    let mut s = tls_to(addr);
     write_lenient(&mut s, &[0, 0, 0, 50, peer::HELLO, b'{']);
     drop(s);
+    // A peer that does not speak TLS (an older release) is told so in plaintext.
+    let mut s = connect_tcp(addr);
+    write_lenient(
+        &mut s,
+        &hello(&json!({"v": 1, "file": sha1, "grant": null})),
+    );
+    let frames = split_peer_frames(&read_until_closed(&mut s));
+    assert_eq!(
+        frames,
+        vec![(
+            peer::ERROR,
+            format!("this peer speaks peer protocol v{VERSION} inside TLS; upgrade p2pd")
+                .into_bytes()
+        )],
+        "a plaintext HELLO gets one plaintext ERROR"
+    );
 
     // The seeder is alive and serves a real member.
     assert!(alice.is_running(), "the seeder died");

@@ -1,7 +1,9 @@
-//! Garbage on the wire: trackers and the daemon answer a frame they cannot read with one
-//! `protocol` error and a closed connection, and keep serving everyone else.
+//! Garbage on the wire: trackers (inside TLS) and the daemon (on its control socket) answer a
+//! frame they cannot read with one `protocol` error and a closed connection, and keep serving
+//! everyone else. A client that does not speak TLS at all is told to upgrade.
 
 use p2p_e2e::failover::CATCH_UP_TIMEOUT;
+use p2p_e2e::tls::tls_to;
 use p2p_e2e::wire::{
     connect_tcp, connect_unix, error_of, frame, json_frame, ok_of, one_frame_then_closed,
     pseudo_random_bytes, read_json_frame, request_id, write_lenient,
@@ -20,14 +22,14 @@ const MAX_CONTROL_FRAME: u32 = 4 << 20;
 /// to the primary (so a client's liveness check finds the tracker that serves).
 #[track_caller]
 fn assert_pong(cluster: &Cluster, tracker_no: usize) {
-    let mut s = connect_tcp(cluster.tracker_addr(tracker_no));
+    let mut s = tls_to(cluster.tracker_addr(tracker_no));
     let id = request_id(tracker_no as u64);
     s.write_all(&json_frame(
-        &json!({"v": 1, "id": id, "call": {"op": "ping"}}),
+        &json!({"v": 2, "id": id, "call": {"op": "ping"}}),
     ))
     .unwrap();
     let reply = read_json_frame(&mut s);
-    assert_eq!(reply["v"], 1, "{reply}");
+    assert_eq!(reply["v"], 2, "{reply}");
     assert_eq!(reply["id"], id.as_str(), "{reply}");
     if tracker_no == 1 {
         let pong = ok_of(&reply);
@@ -68,7 +70,7 @@ fn assert_serving(cluster: &mut Cluster, user: &Daemon, group: &str) {
 #[track_caller]
 fn one_protocol_error_then_closed(s: &mut impl Read, what: &str, says: &str) -> Value {
     let reply = one_frame_then_closed(s, what);
-    assert_eq!(reply["v"], 1, "{what}: {reply}");
+    assert_eq!(reply["v"], 2, "{what}: {reply}");
     let error = error_of(&reply);
     assert_eq!(error["kind"], "protocol", "{what}: {reply}");
     assert!(
@@ -103,9 +105,9 @@ fn tracker_survives_random_bytes() {
         );
         for no in [1, 2] {
             let what = format!("seed {seed} at tracker {no}");
-            let mut s = connect_tcp(cluster.tracker_addr(no));
+            let mut s = tls_to(cluster.tracker_addr(no));
             write_lenient(&mut s, &garbage);
-            let _ = s.shutdown(Shutdown::Write);
+            s.shutdown_write();
             let reply =
                 one_protocol_error_then_closed(&mut s, &what, &too_large(MAX_TRACKER_FRAME));
             assert_eq!(reply["id"], "", "{what}: {reply}");
@@ -124,7 +126,7 @@ fn tracker_survives_an_http_request() {
     assert!(prefix_of(request) > MAX_TRACKER_FRAME);
     for no in [1, 2] {
         let what = format!("HTTP request at tracker {no}");
-        let mut s = connect_tcp(cluster.tracker_addr(no));
+        let mut s = tls_to(cluster.tracker_addr(no));
         write_lenient(&mut s, request);
         // No shutdown: the tracker must close by itself.
         let reply = one_protocol_error_then_closed(&mut s, &what, &too_large(MAX_TRACKER_FRAME));
@@ -141,7 +143,7 @@ fn tracker_refuses_a_huge_length_prefix() {
     // Just over the 16 MiB limit, and the largest u32.
     for prefix in [MAX_TRACKER_FRAME + 1, u32::MAX] {
         let what = format!("length prefix {prefix}");
-        let mut s = connect_tcp(cluster.tracker_addr(1));
+        let mut s = tls_to(cluster.tracker_addr(1));
         s.write_all(&prefix.to_be_bytes()).unwrap();
         let reply = one_protocol_error_then_closed(&mut s, &what, &too_large(MAX_TRACKER_FRAME));
         assert_eq!(reply["id"], "", "{what}: {reply}");
@@ -163,19 +165,19 @@ fn tracker_refuses_wrong_version_and_malformed_frames() {
     let bad_frames = [
         (
             json_frame(&json!({"v": 999, "id": request_id(1), "call": {"op": "ping"}})),
-            "tracker protocol version mismatch: got 999, expected 1",
+            "tracker protocol version mismatch: got 999, expected 2",
         ),
         (
-            json_frame(&json!({"v": 1, "id": request_id(2), "call": {"op": "no_such_op"}})),
+            json_frame(&json!({"v": 2, "id": request_id(2), "call": {"op": "no_such_op"}})),
             malformed,
         ),
         (json_frame(&json!({"hello": "world"})), malformed),
-        (frame(b"{\"v\":1, this is not json"), malformed),
+        (frame(b"{\"v\":2, this is not json"), malformed),
         (frame(b""), malformed),
     ];
     for (i, (raw, says)) in bad_frames.iter().enumerate() {
         let what = format!("bad frame #{i}");
-        let mut s = connect_tcp(cluster.tracker_addr(1));
+        let mut s = tls_to(cluster.tracker_addr(1));
         s.write_all(raw).unwrap();
         // One error, then the tracker closes the connection.
         let reply = one_protocol_error_then_closed(&mut s, &what, says);
@@ -193,10 +195,10 @@ fn daemon_survives_bad_control_frames() {
     let bad_frames = [
         (
             json_frame(&json!({"v": 999, "cmd": {"cmd": "status"}})),
-            "control protocol version mismatch: got 999, expected 1".to_string(),
+            "control protocol version mismatch: got 999, expected 2".to_string(),
         ),
         (
-            json_frame(&json!({"v": 1, "cmd": {"cmd": "no_such_command"}})),
+            json_frame(&json!({"v": 2, "cmd": {"cmd": "no_such_command"}})),
             malformed.to_string(),
         ),
         (frame(b"\xff\xfe not json at all"), malformed.to_string()),
@@ -230,7 +232,7 @@ fn daemon_survives_bad_control_frames() {
     assert_eq!(alice.ok(&["create_group", "g1"]), "created group g1");
     // A well-formed control request works through the raw socket too.
     let mut s = connect_unix(&alice.socket());
-    s.write_all(&json_frame(&json!({"v": 1, "cmd": {"cmd": "status"}})))
+    s.write_all(&json_frame(&json!({"v": 2, "cmd": {"cmd": "status"}})))
         .unwrap();
     let reply = read_json_frame(&mut s);
     assert_eq!(ok_of(&reply)["user"], "alice", "{reply}");
@@ -275,7 +277,7 @@ fn huge_user_id_is_refused_by_ctl_daemon_and_tracker() {
     // p2pd, sent the request directly (p2pctl may check ids itself).
     let mut s = connect_unix(&fresh.socket());
     s.write_all(&json_frame(&json!({
-        "v": 1,
+        "v": 2,
         "cmd": {"cmd": "create_user", "user": huge, "password": "pw-123456"},
     })))
     .unwrap();
@@ -286,9 +288,9 @@ fn huge_user_id_is_refused_by_ctl_daemon_and_tracker() {
     drop(s);
 
     // trackerd, sent the request directly (p2pd may check ids itself).
-    let mut s = connect_tcp(cluster.tracker_addr(1));
+    let mut s = tls_to(cluster.tracker_addr(1));
     s.write_all(&json_frame(&json!({
-        "v": 1,
+        "v": 2,
         "id": request_id(77),
         "call": {"op": "create_user", "user": huge, "password": "pw-123456"},
     })))
@@ -303,5 +305,32 @@ fn huge_user_id_is_refused_by_ctl_daemon_and_tracker() {
     assert_eq!(fresh.status()["user"], serde_json::Value::Null);
     fresh.create_user("fresh");
     assert_serving(&mut cluster, &alice, "after-huge-id");
+    cluster.assert_no_panics();
+}
+
+#[test]
+fn a_plaintext_client_is_told_to_upgrade() {
+    let mut cluster = settled();
+    let alice = cluster.user("alice");
+    for no in [1, 2] {
+        // What a 0.1.0 p2pd sends: a plaintext frame of the tracker protocol v1.
+        let what = format!("plaintext ping at tracker {no}");
+        let mut s = connect_tcp(cluster.tracker_addr(no));
+        s.write_all(&json_frame(
+            &json!({"v": 1, "id": request_id(5), "call": {"op": "ping"}}),
+        ))
+        .unwrap();
+        // In the shape every release reads: v1, the empty request id, a protocol error.
+        let reply = one_frame_then_closed(&mut s, &what);
+        assert_eq!(reply["v"], 1, "{what}: {reply}");
+        assert_eq!(reply["id"], "", "{what}: {reply}");
+        let error = error_of(&reply);
+        assert_eq!(error["kind"], "protocol", "{what}: {reply}");
+        assert_eq!(
+            error["message"], "this tracker speaks tracker protocol v2 inside TLS; upgrade p2pd",
+            "{what}: {reply}"
+        );
+    }
+    assert_serving(&mut cluster, &alice, "after-plaintext");
     cluster.assert_no_panics();
 }

@@ -1,7 +1,8 @@
 //! trackerd as a process: argument errors, stdin, signals.
 
 use nix::sys::signal::Signal;
-use p2p_e2e::wire::{connect_tcp, json_frame, ok_of, read_json_frame, request_id};
+use p2p_e2e::tls::tls_to;
+use p2p_e2e::wire::{json_frame, ok_of, read_json_frame, request_id};
 use p2p_e2e::{Cluster, READY_TIMEOUT, assert_exit_code, assert_one_line, run_bounded, stderr_of};
 use serde_json::json;
 use std::io::Write;
@@ -110,9 +111,9 @@ fn eof_on_stdin_does_not_stop_it() {
     cluster.start_tracker_stdin_null(2);
 
     // It serves: a raw ping, then a whole user session through a daemon.
-    let mut s = connect_tcp(cluster.tracker_addr(1));
+    let mut s = tls_to(cluster.tracker_addr(1));
     s.write_all(&json_frame(
-        &json!({"v": 1, "id": request_id(5), "call": {"op": "ping"}}),
+        &json!({"v": 2, "id": request_id(5), "call": {"op": "ping"}}),
     ))
     .unwrap();
     let reply = read_json_frame(&mut s);

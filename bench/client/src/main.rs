@@ -14,12 +14,12 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use p2p_proto::MessageStream;
 use p2p_proto::identity::{Fingerprint, Identity};
 use p2p_proto::limits::MAX_TRACKER_FRAME;
 use p2p_proto::tls::{self, Expect, TlsStream};
 use p2p_proto::token::new_request_id;
 use p2p_proto::tracker::{TrackerCall, TrackerReply, TrackerRequest, TrackerResponse};
-use p2p_proto::MessageStream;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -76,9 +76,10 @@ impl Client {
             .await
             .with_context(|| format!("cannot connect to {}", self.tracker))?;
         stream.set_nodelay(true)?;
-        let (stream, _) = tls::connect(stream, &self.identity, self.expect, Duration::from_secs(10))
-            .await
-            .with_context(|| format!("TLS with {}", self.tracker))?;
+        let (stream, _) =
+            tls::connect(stream, &self.identity, self.expect, Duration::from_secs(10))
+                .await
+                .with_context(|| format!("TLS with {}", self.tracker))?;
         Ok(MessageStream::new(stream, MAX_TRACKER_FRAME))
     }
 

@@ -95,8 +95,8 @@ pub async fn recover_moved(plane: &Plane, mut record: DownloadRecord) {
     let meta = record.meta.clone();
     let checked = tokio::task::spawn_blocking(move || {
         use super::storage::annotate;
-        let matches =
-            pieces_match(&dest, &meta).map_err(|e| DownloadError::Disk(annotate(e, "read", &dest)))?;
+        let matches = pieces_match(&dest, &meta)
+            .map_err(|e| DownloadError::Disk(annotate(e, "read", &dest)))?;
         if !matches {
             return Err(DownloadError::NotTheFile(dest));
         }

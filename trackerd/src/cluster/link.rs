@@ -195,12 +195,19 @@ pub async fn accept(cluster: &Cluster, mut link: Link, hello: Hello) -> Option<A
         let _ = send(&mut link, refuse("unknown tracker")).await;
         return None;
     }
+    if !auth::verify(&cluster.key, Side::Connector, &hello.exporter, &hello.proof) {
+        tracing::error!(%peer, "cluster connection without a valid proof of the cluster key refused (if it is the other tracker, the two have different cluster keys)");
+        Counters::bump(&cluster.counters.refused_bad_proof);
+        let _ = send(&mut link, refuse("bad proof of the cluster key")).await;
+        return None;
+    }
     if let Some(expected) = cluster.peer_pin()
         && expected != hello.key
     {
+        // Only logged and counted: what an incoming connection shows is no evidence about
+        // our partner (anyone can connect); our own connections to it tell that.
         let why = key_mismatch(peer, expected, hello.key);
         tracing::error!(%peer, error = %why, "cluster connection with another key refused");
-        cluster.note_misconfigured(&why);
         Counters::bump(&cluster.counters.refused_bad_proof);
         let _ = send(
             &mut link,
@@ -210,16 +217,6 @@ pub async fn accept(cluster: &Cluster, mut link: Link, hello: Hello) -> Option<A
             )),
         )
         .await;
-        return None;
-    }
-    if !auth::verify(&cluster.key, Side::Connector, &hello.exporter, &hello.proof) {
-        tracing::error!(%peer, "cluster connection without a valid proof of the cluster key refused: the two trackers have different cluster keys");
-        cluster.note_misconfigured(&LinkError::Misconfigured(format!(
-            "the other tracker at {peer} does not prove our cluster key: the two trackers have \
-             different cluster keys; copy one machine's cluster.key to the other"
-        )));
-        Counters::bump(&cluster.counters.refused_bad_proof);
-        let _ = send(&mut link, refuse("bad proof of the cluster key")).await;
         return None;
     }
     let proof = auth::prove(&cluster.key, Side::Acceptor, &hello.exporter);

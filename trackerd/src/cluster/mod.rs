@@ -437,11 +437,13 @@ impl Cluster {
                     let leader = self.position().map(|p| p.leader).unwrap_or(1);
                     match probe {
                         Ok((Role::Primary, _)) if leader == peer_no => self.set_role(Role::Standby),
-                        _ if leader == self.self_no => self.become_primary().await,
-                        // It answers but is not our partner: never take over because of that.
+                        // It answers but is not our partner: we cannot learn whether it leads a
+                        // newer epoch, so we serve nothing (rather than risk two primaries)
+                        // until the configuration is fixed.
                         Err(LinkError::Misconfigured(_)) => {
                             self.pause(Duration::from_secs(1)).await
                         }
+                        _ if leader == self.self_no => self.become_primary().await,
                         _ if started.elapsed() > STARTUP_GRACE => {
                             if let Err(e) = self.take_over().await {
                                 tracing::error!(error = %e, "cannot take over");

@@ -249,9 +249,10 @@ async fn authenticate(
                 })
             })
             .await;
+        let idle =
+            humantime::format_duration(std::time::Duration::from_secs(ctx.policy.session_idle));
         return Err(session_gone(&format!(
-            "session expired after {} days without use",
-            ctx.policy.session_idle / 86_400
+            "session expired after {idle} without use"
         )));
     }
     let mut entries = Vec::new();

@@ -1,0 +1,148 @@
+//! A client of the tracker and of seeders that is not p2pd: its own key, its own sessions, and
+//! whatever frames a test makes it send. For the attacks an honest daemon cannot show: a
+//! grant or a token used from another key, a member who left and keeps its grants, a forged
+//! file record, a group re-created under a removed one's name.
+
+use crate::tls::{TlsConn, new_identity};
+use crate::wire::{VERSION, peer, peer_frame, read_json_frame, request_id, split_peer_frames};
+use p2p_proto::identity::Identity;
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+
+/// A client with a key of its own, talking to one tracker.
+pub struct Adversary {
+    pub identity: Identity,
+    tracker: SocketAddr,
+    /// The session token of the last [`login`](Self::login), if any.
+    pub token: Option<String>,
+    next_id: u64,
+}
+
+impl Adversary {
+    /// A client of the tracker at `tracker` (the primary), with a fresh key.
+    pub fn new(tracker: SocketAddr) -> Self {
+        Self::with_identity(tracker, new_identity())
+    }
+
+    pub fn with_identity(tracker: SocketAddr, identity: Identity) -> Self {
+        Self {
+            identity,
+            tracker,
+            token: None,
+            next_id: 1,
+        }
+    }
+
+    /// Sends `call` (with `session`, or the last login's token) on a new connection; returns the
+    /// whole response (`{"v", "id", "result"}`).
+    pub fn call_as(&mut self, session: Option<&str>, call: Value) -> Value {
+        self.next_id += 1;
+        let mut request = json!({"v": VERSION, "id": request_id(self.next_id), "call": call});
+        if let Some(token) = session.or(self.token.as_deref()) {
+            request["session"] = Value::from(token);
+        }
+        let mut conn = TlsConn::connect(self.tracker, &self.identity);
+        conn.write_all(&crate::wire::json_frame(&request)).unwrap();
+        read_json_frame(&mut conn)
+    }
+
+    /// Sends `call` with the last login's token (if any); returns the response.
+    pub fn call(&mut self, call: Value) -> Value {
+        self.call_as(None, call)
+    }
+
+    /// Sends `call` and returns its `Ok` payload; panics on an error reply.
+    #[track_caller]
+    pub fn ok(&mut self, call: Value) -> Value {
+        let reply = self.call(call);
+        crate::wire::ok_of(&reply).clone()
+    }
+
+    /// Logs in as `user` with `password` from this client's key; keeps and returns the token.
+    #[track_caller]
+    pub fn login(&mut self, user: &str, password: &str) -> String {
+        let reply = self.ok(json!({"op": "login", "user": user, "password": password}));
+        let token = reply["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("login answered {reply}"))
+            .to_string();
+        self.token = Some(token.clone());
+        token
+    }
+
+    /// `fetch_file`: the metadata, the peers and a grant for this client's key.
+    #[track_caller]
+    pub fn fetch(&mut self, group: &str, name: &str) -> Value {
+        self.ok(json!({"op": "fetch_file", "group": group, "name": name}))
+    }
+}
+
+/// What a seeder answered a HELLO: its WELCOME's bitfield, or the ERROR's reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Greeting {
+    Welcome(Vec<u8>),
+    Error(String),
+}
+
+/// A connection to a seeder's peer port, made with `identity`.
+pub struct PeerConn {
+    conn: TlsConn,
+}
+
+impl PeerConn {
+    pub fn connect(seeder: SocketAddr, identity: &Identity) -> Self {
+        Self {
+            conn: TlsConn::connect(seeder, identity),
+        }
+    }
+
+    /// Sends HELLO for file `sha1` with `grant` and reads the answer.
+    pub fn hello(&mut self, sha1: &str, grant: &Value) -> Greeting {
+        let hello = json!({"v": VERSION, "file": sha1, "grant": grant});
+        self.send(peer::HELLO, &serde_json::to_vec(&hello).unwrap());
+        match self.next_frame() {
+            Some((peer::WELCOME, bits)) => Greeting::Welcome(bits),
+            Some((peer::ERROR, reason)) => {
+                Greeting::Error(String::from_utf8_lossy(&reason).into_owned())
+            }
+            other => panic!("the seeder answered HELLO with {other:?}"),
+        }
+    }
+
+    pub fn send(&mut self, kind: u8, payload: &[u8]) {
+        self.conn.write_all(&peer_frame(kind, payload)).unwrap();
+        self.conn.flush().unwrap();
+    }
+
+    /// Asks for piece `index` and returns the next frame that is not a HAVE: a PIECE's
+    /// (type, payload), an ERROR's, or `None` if the seeder closed.
+    pub fn request(&mut self, index: u32) -> Option<(u8, Vec<u8>)> {
+        self.send(peer::REQUEST, &index.to_be_bytes());
+        loop {
+            match self.next_frame() {
+                Some((peer::HAVE, _)) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Sends a GRANT frame (a renewal).
+    pub fn renew(&mut self, grant: &Value) {
+        self.send(peer::GRANT, &serde_json::to_vec(grant).unwrap());
+    }
+
+    /// The next whole frame as (type, payload); `None` on a close.
+    pub fn next_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut len = [0u8; 4];
+        if self.conn.read_exact(&mut len).is_err() {
+            return None;
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        let mut body = vec![0u8; len];
+        self.conn.read_exact(&mut body).ok()?;
+        let mut framed = (len as u32).to_be_bytes().to_vec();
+        framed.extend_from_slice(&body);
+        split_peer_frames(&framed).into_iter().next()
+    }
+}

@@ -18,9 +18,11 @@ mktorrent) with apt-get, then measures on loopback, in one temp dir:
   (i) tracker failover: primary + caught-up standby and a logged-in p2pd; `kill -9` of the
       primary, then the time until `p2pctl list_groups` succeeds, --failovers times (median,
       max); the same with SIGSTOP (frozen primary)     target (kill -9): every one < 3 s
-  (j) tracker writes (create_group) over the raw tracker protocol, --writes sequential ones on
-      one connection: writes/s and p50/p99 latency with the standby attached (synchronous
-      replication) and with it killed (primary alone); p50 of a read (list_groups)
+  (j) tracker writes (create_group) over the tracker protocol (p2p-bench-client, TLS),
+      --writes sequential ones on one connection: writes/s and p50/p99 latency with the standby
+      attached (synchronous replication) and with it killed (primary alone); p50 of a read
+  (k) CPU seconds (user + system) per GiB of the downloading and the seeding p2pd of (b), TLS
+      included, beside openssl dgst -sha1 of the file    target: downloader <= 2.0x openssl
 
 Every download is started with `p2pctl download_file` and timed from that command's start until
 `p2pctl --json show_downloads` says complete (polled every 50 ms); every received file's SHA-1

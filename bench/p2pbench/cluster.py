@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .processes import killpg, proc_field
+from .processes import killpg, proc_field, cpu_seconds
 from .util import GROUP, POLL, BenchError, log, tcp_accepts
 
 # A tracker's answer to `status` on its stdin, e.g.
@@ -213,6 +213,10 @@ class Daemon:
 
     def wchar(self):
         return proc_field(self.pid, "io", "wchar")
+
+    def cpu_seconds(self):
+        """User + system CPU time the daemon has used so far."""
+        return cpu_seconds(self.pid)
 
 
 class TrackerPair:

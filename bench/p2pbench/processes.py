@@ -106,3 +106,12 @@ def kill_autostarted(tmp, warn):
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of process `pid` so far (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # After the command: state is field 3, utime 14 and stime 15 (1-based, man proc).
+    ticks = int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")

@@ -29,7 +29,7 @@ def run(args):
         bench.env = bench.make_env()
         bench.make_files()
         order = [c for c in cases.ORDER
-                 if c in bench.only or (c == "b" and "g" in bench.only)]
+                 if c in bench.only or (c == "b" and riders(bench))]
         for case in order:
             if not run_case(bench, case):
                 failed = True
@@ -61,8 +61,8 @@ def run_case(bench, case):
         cases.MODULES[case].run(bench)
     except Skip as e:
         bench.row(case, labels[case], note=str(e), met="skipped")
-        if case == "b" and "g" in bench.only:
-            bench.row("g", labels["g"], note=str(e), met="skipped")
+        for rider in riders(bench) if case == "b" else []:
+            bench.row(rider, labels[rider], note=str(e), met="skipped")
     except Exception as e:  # noqa: BLE001 - one broken case must not hide the others
         if not isinstance(e, BenchError):
             traceback.print_exc()
@@ -71,10 +71,15 @@ def run_case(bench, case):
         for path in dict.fromkeys(e.logs + tracker_logs(bench)):
             print(f"--- tail of {path} ---\n{tail(path)}\n", file=sys.stderr, flush=True)
         bench.row(case, labels[case], note=f"ERROR: {e}", met="ERROR")
-        if case == "b" and "g" in bench.only:
-            bench.row("g", labels["g"], note="ERROR: see (b)", met="ERROR")
+        for rider in riders(bench) if case == "b" else []:
+            bench.row(rider, labels[rider], note="ERROR: see (b)", met="ERROR")
         return False
     return True
+
+
+def riders(bench):
+    """The cases measured by (b) that this run asks for."""
+    return [c for c in cases.MEASURED_BY_B if c in bench.only]
 
 
 def scan_logs(bench):

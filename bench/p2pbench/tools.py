@@ -11,7 +11,7 @@ from .util import REPO, Skip, log
 # Reference tools: command -> Debian package, and the cases that need it.
 TOOLS = {
     "socat": ("socat", "a"),
-    "openssl": ("openssl", "af"),
+    "openssl": ("openssl", "afk"),
     "aria2c": ("aria2", "h"),
     "opentracker": ("opentracker", "h"),
     "mktorrent": ("mktorrent", "h"),

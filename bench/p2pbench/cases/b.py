@@ -1,8 +1,9 @@
 """(b) `p2pctl download_file` from one seeder; target >= 80% of (a) and >= 2x (h), settled by
-`finish` once those have run. Also measures (g), the downloader's peak RSS."""
+`finish` once those have run. Also measures (g), the downloader's peak RSS, and (k), the CPU
+time of both daemons."""
 
 from ..util import MiB, human, lo_tx_bytes
-from . import g
+from . import g, k
 from .common import download, downloader, retire, seeder, timeout_for, use_seeders, verify
 
 LABEL = "(b) download_file from 1 seeder"
@@ -14,8 +15,10 @@ def run(bench):
     d = downloader(bench, "dl-b")
     try:
         w0, lo0 = s1.wchar(), lo_tx_bytes()
+        cpu_d0, cpu_s0 = d.cpu_seconds(), s1.cpu_seconds()
         (secs,), (dest,) = download(bench, [(d, bench.big.name)], bench.size,
                                     timeout_for(bench.size))
+        cpu_d, cpu_s = d.cpu_seconds() - cpu_d0, s1.cpu_seconds() - cpu_s0
         hwm = d.hwm_mib()
         upload, lo = s1.wchar() - w0, lo_tx_bytes() - lo0
         verify(dest, bench.big_sha1, "(b) download")
@@ -27,6 +30,8 @@ def run(bench):
     bench.results["lo_b"] = lo / bench.size if lo0 >= 0 else None
     bench.row("b", f"(b) download_file from 1 seeder, {human(bench.size)}", secs, mibps, "")
     g.record(bench, hwm)
+    if "k" in bench.only:
+        k.record(bench, cpu_d, cpu_s, bench.size)
 
 
 def finish(bench):

@@ -25,7 +25,7 @@ use p2p_proto::tls::{self, Expect, TlsError, TlsStream};
 use p2p_proto::token::new_request_id;
 use p2p_proto::tracker::{TrackerCall, TrackerReply, TrackerRequest, TrackerResponse};
 use p2p_proto::{ErrorKind, ErrorReply, FrameError, MessageStream};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -194,7 +194,9 @@ impl TrackerClient {
     ) -> Result<TrackerReply, ErrorReply> {
         let request = TrackerRequest::new(new_request_id(), session.map(str::to_string), call);
         let deadline = Instant::now() + self.timing.deadline;
-        let mut failures: Vec<String> = Vec::new();
+        // The last failure of each tracker: the error names every tracker once, and a
+        // permanent one (a changed key) is not pushed out by the other's retries.
+        let mut failures: HashMap<SocketAddr, String> = HashMap::new();
         let mut timed_out: HashSet<SocketAddr> = HashSet::new();
         let mut permanent: HashSet<SocketAddr> = HashSet::new();
         let mut redirect: Option<SocketAddr> = None;
@@ -216,7 +218,7 @@ impl TrackerClient {
                         return *result;
                     }
                     Attempt::Redirect(to, msg) => {
-                        failures.push(format!("{addr}: {msg}"));
+                        failures.insert(addr, format!("{addr}: {msg}"));
                         // Follow a redirect only to a tracker of our own list.
                         if let Some(to) = to.filter(|t| *t != addr && self.trackers.contains(t)) {
                             redirect = Some(to);
@@ -231,9 +233,9 @@ impl TrackerClient {
                         if e.is_permanent() {
                             // Its message names the tracker already.
                             permanent.insert(addr);
-                            failures.push(e.to_string());
+                            failures.insert(addr, e.to_string());
                         } else {
-                            failures.push(format!("{addr}: {e}"));
+                            failures.insert(addr, format!("{addr}: {e}"));
                         }
                     }
                 }
@@ -250,14 +252,12 @@ impl TrackerClient {
                 tokio::time::sleep(self.timing.round_pause).await;
             }
         }
-        let summary = failures
-            .iter()
-            .rev()
-            .take(self.trackers.len().max(1))
-            .rev()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("; ");
+        let mut listed: Vec<String> = Vec::new();
+        for addr in &self.trackers {
+            listed.extend(failures.remove(addr));
+        }
+        listed.extend(failures.into_values());
+        let summary = listed.join("; ");
         self.note_failure(&summary);
         Err(ErrorReply::new(
             ErrorKind::Unavailable,

@@ -9,6 +9,8 @@ use p2p_proto::identity::Identity;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// A client with a key of its own, talking to one tracker.
 pub struct Adversary {
@@ -26,11 +28,15 @@ impl Adversary {
     }
 
     pub fn with_identity(tracker: SocketAddr, identity: Identity) -> Self {
+        // The tracker remembers every applied write by its request id and answers a repeated
+        // id with the first answer: each client numbers its requests in a range of its own, so
+        // two clients of one test never send the same id.
+        static CLIENTS: AtomicU64 = AtomicU64::new(0);
         Self {
             identity,
             tracker,
             token: None,
-            next_id: 1,
+            next_id: CLIENTS.fetch_add(1, Ordering::Relaxed) << 32,
         }
     }
 
@@ -69,6 +75,32 @@ impl Adversary {
             .to_string();
         self.token = Some(token.clone());
         token
+    }
+
+    /// Sends `request` exactly as given (any fields, any shape) on a new connection and returns
+    /// the response.
+    pub fn send_raw(&mut self, request: &Value) -> Value {
+        let mut conn = TlsConn::connect(self.tracker, &self.identity);
+        conn.write_all(&crate::wire::json_frame(request)).unwrap();
+        read_json_frame(&mut conn)
+    }
+
+    /// A request id this client has not used yet.
+    pub fn next_request_id(&mut self) -> String {
+        self.next_id += 1;
+        request_id(self.next_id)
+    }
+
+    /// Sends `call` and returns its error object (`kind`, `message`); panics on a success.
+    #[track_caller]
+    pub fn err(&mut self, call: Value) -> Value {
+        let reply = self.call(call);
+        crate::wire::error_of(&reply).clone()
+    }
+
+    /// The tracker this client talks to.
+    pub fn tracker(&self) -> SocketAddr {
+        self.tracker
     }
 
     /// `fetch_file`: the metadata, the peers and a grant for this client's key.
@@ -132,6 +164,32 @@ impl PeerConn {
         self.send(peer::GRANT, &serde_json::to_vec(grant).unwrap());
     }
 
+    /// Asks for piece `index` and checks the seeder sends it: a PIECE frame with that index
+    /// and `content`'s bytes of that piece.
+    #[track_caller]
+    pub fn expect_piece(&mut self, index: u32, content: &[u8]) {
+        let start = (index as u64 * crate::PIECE_SIZE) as usize;
+        let end = (start + crate::PIECE_SIZE as usize).min(content.len());
+        match self.request(index) {
+            Some((peer::PIECE, payload)) => {
+                assert_eq!(
+                    payload[..4],
+                    index.to_be_bytes(),
+                    "the PIECE frame answers another request"
+                );
+                assert!(
+                    payload[4..] == content[start..end],
+                    "piece {index} is not the uploaded bytes"
+                );
+            }
+            Some((kind, payload)) => panic!(
+                "piece {index}: the seeder answered frame type {kind}: {:?}",
+                String::from_utf8_lossy(&payload)
+            ),
+            None => panic!("piece {index}: the seeder closed the connection"),
+        }
+    }
+
     /// The next whole frame as (type, payload); `None` on a close.
     pub fn next_frame(&mut self) -> Option<(u8, Vec<u8>)> {
         let mut len = [0u8; 4];
@@ -145,4 +203,49 @@ impl PeerConn {
         framed.extend_from_slice(&body);
         split_peer_frames(&framed).into_iter().next()
     }
+}
+
+/// Polls the clock until `grant` (a grant's JSON) has expired: until the Unix time, in whole
+/// seconds as the seeder compares it, is past the grant's `expires`.
+#[track_caller]
+pub fn wait_expired(grant: &Value) {
+    let expires = grant["expires"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("a grant without expires: {grant}"));
+    wait_unix_past(expires);
+}
+
+/// Polls the clock until the Unix time (whole seconds) is past `at`.
+#[track_caller]
+pub fn wait_unix_past(at: u64) {
+    let wait = Duration::from_secs(at.saturating_sub(unix_now()) + 5);
+    crate::wait_for(&format!("the Unix time to pass {at}"), wait, || {
+        let now = unix_now();
+        if now > at {
+            Ok(())
+        } else {
+            Err(format!("it is {now}"))
+        }
+    });
+}
+
+/// Seconds since the Unix epoch, as the programs count them.
+pub fn unix_now() -> u64 {
+    p2p_proto::grant::unix_now()
+}
+
+/// The metadata a tracker records for a file named `name` holding `content` (what
+/// `upload_file` sends): name, size, SHA-1 and the SHA-1 of every piece. Anyone with the
+/// metadata can register it; it does not give the bytes.
+pub fn file_meta(name: &str, content: &[u8]) -> Value {
+    let pieces: Vec<String> = content
+        .chunks(crate::PIECE_SIZE as usize)
+        .map(crate::sha1_hex)
+        .collect();
+    json!({
+        "name": name,
+        "size": content.len(),
+        "sha1": crate::sha1_hex(content),
+        "pieces": pieces,
+    })
 }

@@ -26,6 +26,8 @@ pub struct Cluster {
     trackers: [Option<Tracker>; 2],
     tracker_info: PathBuf,
     addrs: [SocketAddr; 2],
+    /// Extra `trackerd` arguments (e.g. `--grant-lifetime 3s`), given to every tracker start.
+    tracker_args: Vec<String>,
     dir: TempDir,
 }
 
@@ -55,8 +57,84 @@ impl Cluster {
             dir,
             tracker_info,
             addrs,
+            tracker_args: Vec::new(),
             trackers: [None, None],
         }
+    }
+
+    /// A cluster whose trackers are started with the extra `trackerd` arguments `args`
+    /// (e.g. `["--grant-lifetime", "3s"]`); starts no process.
+    pub fn with_tracker_args(args: &[&str]) -> Self {
+        let mut cluster = Self::new();
+        cluster.set_tracker_args(args);
+        cluster
+    }
+
+    /// Like [`start`](Self::start), both trackers started with the extra arguments `args`.
+    pub fn start_with_tracker_args(args: &[&str]) -> Self {
+        let mut cluster = Self::with_tracker_args(args);
+        cluster.start_tracker(1);
+        cluster.start_tracker(2);
+        cluster
+    }
+
+    /// Replaces the extra `trackerd` arguments given from the next tracker start on.
+    pub fn set_tracker_args(&mut self, args: &[&str]) {
+        self.tracker_args = args.iter().map(|a| a.to_string()).collect();
+    }
+
+    /// The extra `trackerd` arguments every tracker start gets.
+    pub fn tracker_args(&self) -> &[String] {
+        &self.tracker_args
+    }
+
+    /// A cluster whose `tracker_info.txt` names each tracker's key fingerprint (as
+    /// `trackerd --fingerprint` prints it, asked before the tracker first starts), so daemons
+    /// accept only those keys; both trackers started.
+    pub fn start_fingerprinted() -> Self {
+        let mut cluster = Self::new();
+        cluster.write_fingerprinted_tracker_info();
+        cluster.start_tracker(1);
+        cluster.start_tracker(2);
+        cluster
+    }
+
+    /// Rewrites `tracker_info.txt` with each tracker's fingerprint after its address (making
+    /// the trackers' keys if they have none yet).
+    pub fn write_fingerprinted_tracker_info(&self) {
+        let lines: Vec<String> = (1..=2)
+            .map(|no| {
+                format!(
+                    "{} {}\n",
+                    self.tracker_addr(no),
+                    self.tracker_fingerprint(no)
+                )
+            })
+            .collect();
+        std::fs::write(&self.tracker_info, lines.concat()).expect("cannot write tracker_info.txt");
+    }
+
+    /// Tracker `no`'s key fingerprint, from `trackerd <info> <no> --data-dir <dir>
+    /// --fingerprint` (which makes the key if there is none yet).
+    #[track_caller]
+    pub fn tracker_fingerprint(&self, no: usize) -> String {
+        let mut cmd = self.trackerd();
+        cmd.arg(self.tracker_info())
+            .arg(no.to_string())
+            .arg("--data-dir")
+            .arg(self.tracker_data_dir(no))
+            .arg("--fingerprint");
+        let out = crate::process::run_bounded(&mut cmd, None, READY_TIMEOUT);
+        crate::assert_ok(&out);
+        let line = crate::assert_one_line(
+            &crate::stdout_of(&out),
+            "the output of trackerd --fingerprint",
+        );
+        assert!(
+            line.starts_with("sha256:") && line.len() == 7 + 64,
+            "trackerd --fingerprint printed {line:?}"
+        );
+        line
     }
 
     /// A cluster with both trackers started and accepting connections.

@@ -26,6 +26,7 @@
 pub mod adversary;
 mod assert;
 mod bins;
+pub mod capture;
 mod cluster;
 mod daemon;
 pub mod failover;

@@ -34,6 +34,7 @@ impl Tracker {
             .arg(no.to_string())
             .arg("--data-dir")
             .arg(cluster.tracker_data_dir(no))
+            .args(cluster.tracker_args())
             .stdin(if piped_stdin {
                 Stdio::piped()
             } else {

@@ -59,8 +59,14 @@ impl Default for Policy {
 /// Default idle time of a session: 30 days.
 pub const DEFAULT_SESSION_IDLE: u64 = 30 * 24 * 3600;
 
-/// How stale a session's last-seen time may get before a request refreshes it (a log write).
+/// How stale a session's last-seen time may get before a request refreshes it (a log write):
+/// an hour, or a quarter of the idle time where that is shorter, so a session in use never
+/// idles out.
 const SESSION_TOUCH: u64 = 3600;
+
+fn session_touch(session_idle: u64) -> u64 {
+    SESSION_TOUCH.min(session_idle / 4)
+}
 
 /// Where a request came from: the connection's address and the key its TLS peer proved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,7 +268,7 @@ async fn authenticate(
             key,
         });
     }
-    if now.saturating_sub(record.seen) > SESSION_TOUCH {
+    if now.saturating_sub(record.seen) > session_touch(ctx.policy.session_idle) {
         entries.push(LogEntry::SessionSeen {
             token_hash: token_hash.clone(),
             at: now,

@@ -23,6 +23,7 @@ mktorrent) with apt-get, then measures on loopback, in one temp dir:
       attached (synchronous replication) and with it killed (primary alone); p50 of a read
   (k) CPU seconds (user + system) per GiB of the downloading and the seeding p2pd of (b), TLS
       included, beside openssl dgst -sha1 of the file    target: downloader <= 2.0x openssl
+  (l) login answer time, wrong password vs unknown user (p2p-bench-client)  target: within 20%
 
 Every download is started with `p2pctl download_file` and timed from that command's start until
 `p2pctl --json show_downloads` says complete (polled every 50 ms); every received file's SHA-1

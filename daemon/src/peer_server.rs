@@ -11,27 +11,32 @@
 use crate::holdings::Holding;
 use crate::plane::Plane;
 use futures_util::{SinkExt, StreamExt};
+use p2p_proto::admission::{Admission, Caps};
 use p2p_proto::grant::{Grant, GrantError, unix_now};
 use p2p_proto::identity::Fingerprint;
 use p2p_proto::peer::{Hello, PeerCodec, PeerFrame, PeerWireError, send_piece};
+use p2p_proto::refusal_log::RefusalLog;
 use p2p_proto::tls::{self, TlsAcceptor};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::codec::Framed;
 use tokio_util::task::TaskTracker;
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A downloader that sends nothing (not even a keep-alive) for this long is dropped.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// A peer that takes longer than this to accept one frame (it stopped reading) is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Most peers served at once.
-const MAX_PEERS: usize = 256;
+/// Most peers served at once, and from one address (a peer opens one connection per file it
+/// downloads from us; several users may share an address behind a NAT).
+const PEER_CAPS: Caps = Caps {
+    total: 256,
+    per_source: 64,
+};
 
 /// Why a served connection ended (logged; the peer got an ERROR frame where it helps).
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +92,8 @@ pub async fn serve(listener: TcpListener, plane: Arc<Plane>) {
             return;
         }
     };
-    let limit = Arc::new(Semaphore::new(MAX_PEERS));
+    let slots = Admission::new(PEER_CAPS);
+    let refusals = RefusalLog::new("peer");
     let tasks = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -102,9 +108,13 @@ pub async fn serve(listener: TcpListener, plane: Arc<Plane>) {
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-            tracing::warn!(%peer, "too many peers; connection refused");
-            continue;
+        // Over a cap: dropping the stream closes it at once.
+        let permit = match slots.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                refusals.refused(peer, &why);
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let plane = Arc::clone(&plane);

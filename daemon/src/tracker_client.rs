@@ -37,6 +37,10 @@ type Conn = MessageStream<TlsStream<TcpStream>>;
 
 /// Most idle connections kept for reuse.
 const MAX_IDLE: usize = 4;
+/// A pooled connection idle longer than this is closed rather than reused: the tracker drops
+/// idle clients after `TRACKER_IDLE_TIMEOUT`, and a reused connection it just closed would
+/// cost this call a round.
+const POOL_IDLE: Duration = Duration::from_secs(20);
 
 /// How long the client waits for what.
 #[derive(Debug, Clone, Copy)]
@@ -62,12 +66,23 @@ impl Default for Timing {
     }
 }
 
+/// An idle connection.
+struct Pooled {
+    addr: SocketAddr,
+    conn: Conn,
+    key: Fingerprint,
+    /// When it was put back.
+    since: Instant,
+    /// A request with our session succeeded on it: the tracker accepts large frames on it.
+    proven: bool,
+}
+
 pub struct TrackerClient {
     trackers: Vec<SocketAddr>,
     identity: Identity,
     pins: Arc<TrackerPins>,
     timing: Timing,
-    idle: Locked<Vec<(SocketAddr, Conn, Fingerprint)>>,
+    idle: Locked<Vec<Pooled>>,
     status: Locked<LinkStatus>,
     /// Woken when the tracker in use changes, so the daemon re-announces its files there.
     pub switched: Notify,
@@ -183,7 +198,7 @@ impl TrackerClient {
 
     /// Forgets the pooled connections to `addr` (its key was re-trusted).
     pub fn forget(&self, addr: SocketAddr) {
-        self.idle.with(|idle| idle.retain(|(a, _, _)| *a != addr));
+        self.idle.with(|idle| idle.retain(|p| p.addr != addr));
     }
 
     /// Sends one request and returns the tracker's answer, failing over as described above.
@@ -284,17 +299,33 @@ impl TrackerClient {
         // accepts TCP connections (the kernel does) but never finishes a handshake.
         let limit = self.timing.attempt;
         let outcome = tokio::time::timeout(limit, async {
-            let (mut conn, key) = self.take_connection(addr).await?;
+            let (mut conn, key, mut proven) = self.take_connection(addr).await?;
+            if !proven && request.session.is_some() && is_large(request) {
+                // The tracker takes large frames only once a session is proven on the
+                // connection: prove ours with a small request first.
+                let probe = TrackerRequest::new(
+                    new_request_id(),
+                    request.session.clone(),
+                    TrackerCall::Whoami,
+                );
+                let answer = exchange(&mut conn, &probe).await?;
+                if let Err(e) = answer.result {
+                    let response = TrackerResponse::new(request.id.clone(), Err(e));
+                    return Ok::<_, LinkError>((conn, key, proven, response));
+                }
+                proven = true;
+            }
             let response = exchange(&mut conn, request).await?;
-            Ok::<_, LinkError>((conn, key, response))
+            proven |= request.session.is_some() && response.result.is_ok();
+            Ok::<_, LinkError>((conn, key, proven, response))
         })
         .await;
-        let (conn, key, response) = match outcome {
+        let (conn, key, proven, response) = match outcome {
             Err(_) => return Attempt::Failed(LinkError::NoAnswer(limit)),
             Ok(Err(e)) => return Attempt::Failed(e),
             Ok(Ok(done)) => done,
         };
-        self.put_back(addr, conn, key);
+        self.put_back(addr, conn, key, proven);
         match response.result {
             Err(e) if e.kind == ErrorKind::NotPrimary => {
                 let to = e.redirect.as_deref().and_then(|r| r.parse().ok());
@@ -310,14 +341,18 @@ impl TrackerClient {
         }
     }
 
-    async fn take_connection(&self, addr: SocketAddr) -> Result<(Conn, Fingerprint), LinkError> {
+    /// A connection to `addr`, its key, and whether it is proven (see [`Pooled`]).
+    async fn take_connection(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<(Conn, Fingerprint, bool), LinkError> {
         let pooled = self.idle.with(|idle| {
-            let i = idle.iter().position(|(a, _, _)| *a == addr)?;
-            let (_, conn, key) = idle.swap_remove(i);
-            Some((conn, key))
+            idle.retain(|p| p.since.elapsed() < POOL_IDLE);
+            let i = idle.iter().position(|p| p.addr == addr)?;
+            Some(idle.swap_remove(i))
         });
-        if let Some(pooled) = pooled {
-            return Ok(pooled);
+        if let Some(p) = pooled {
+            return Ok((p.conn, p.key, p.proven));
         }
         let stream = tokio::time::timeout(self.timing.connect, TcpStream::connect(addr))
             .await
@@ -366,13 +401,20 @@ impl TrackerClient {
         Ok((
             MessageStream::new(stream, MAX_TRACKER_FRAME),
             handshake.peer,
+            false,
         ))
     }
 
-    fn put_back(&self, addr: SocketAddr, conn: Conn, key: Fingerprint) {
+    fn put_back(&self, addr: SocketAddr, conn: Conn, key: Fingerprint, proven: bool) {
         self.idle.with(|idle| {
             if idle.len() < MAX_IDLE {
-                idle.push((addr, conn, key));
+                idle.push(Pooled {
+                    addr,
+                    conn,
+                    key,
+                    since: Instant::now(),
+                    proven,
+                });
             }
         });
     }
@@ -399,6 +441,13 @@ impl TrackerClient {
             status.last_error = Some(error.to_string());
         });
     }
+}
+
+/// Whether `request` is over the frame limit of a connection without a proven session.
+fn is_large(request: &TrackerRequest) -> bool {
+    p2p_proto::frame::encode(request).map_or(true, |body| {
+        body.len() > p2p_proto::limits::MAX_TRACKER_FRAME_UNAUTHENTICATED
+    })
 }
 
 async fn exchange(conn: &mut Conn, request: &TrackerRequest) -> Result<TrackerResponse, LinkError> {

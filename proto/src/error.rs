@@ -29,6 +29,9 @@ pub enum ErrorKind {
     Internal,
     /// This tracker is the standby; `redirect` names the primary to ask instead.
     NotPrimary,
+    /// Too many attempts (logins, accounts) or too much work queued; the message says when to
+    /// try again.
+    RateLimited,
 }
 
 /// An error reply: a kind for scripts and a one-line message for people.

@@ -5,15 +5,12 @@
 //! cannot make us allocate more than that maximum. `recv` returns `Ok(None)` on a clean close
 //! between frames and an error on a close in the middle of one.
 
-use bytes::Bytes;
-use bytes::BytesMut;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_util::codec::{
-    Decoder, Encoder, Framed, LengthDelimitedCodec, LengthDelimitedCodecError,
-};
+use tokio_util::codec::{Decoder, Encoder, Framed};
 
 /// A message of one of the JSON protocols. `VERSION` is the protocol's version; every message
 /// carries it in its `v` field.
@@ -49,34 +46,29 @@ pub enum FrameError {
 
 /// The codec every JSON protocol uses: a 4-byte big-endian length, then the body. It reports a
 /// frame over the limit, and a stream that ends inside a frame, as typed [`FrameError`]s.
+///
+/// Unlike `LengthDelimitedCodec`, it never reserves a frame's declared size on reading the
+/// header: the buffer grows only with the bytes that actually arrive, so a header claiming
+/// 16 MiB followed by silence costs nothing. The limit can change on an open connection (it
+/// is small until the other end is authenticated).
 pub struct FrameCodec {
-    inner: LengthDelimitedCodec,
     max_frame: usize,
 }
 
+/// Length of the big-endian length prefix.
+const HEADER: usize = 4;
+
 impl FrameCodec {
     pub fn new(max_frame: usize) -> Self {
-        Self {
-            inner: LengthDelimitedCodec::builder()
-                .length_field_type::<u32>()
-                .max_frame_length(max_frame)
-                .new_codec(),
-            max_frame,
-        }
+        Self { max_frame }
     }
 
-    fn classify(&self, e: std::io::Error) -> FrameError {
-        if e.get_ref()
-            .is_some_and(|inner| inner.is::<LengthDelimitedCodecError>())
-        {
-            return FrameError::TooLarge {
-                max: self.max_frame,
-            };
-        }
-        if e.kind() == std::io::ErrorKind::UnexpectedEof {
-            return FrameError::Truncated;
-        }
-        FrameError::Io(e)
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
     }
 }
 
@@ -85,7 +77,20 @@ impl Decoder for FrameCodec {
     type Error = FrameError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
-        self.inner.decode(src).map_err(|e| self.classify(e))
+        let Some(header) = src.get(..HEADER) else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if len > self.max_frame {
+            return Err(FrameError::TooLarge {
+                max: self.max_frame,
+            });
+        }
+        if src.len() < HEADER + len {
+            return Ok(None);
+        }
+        src.advance(HEADER);
+        Ok(Some(src.split_to(len)))
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
@@ -101,7 +106,18 @@ impl Encoder<Bytes> for FrameCodec {
     type Error = FrameError;
 
     fn encode(&mut self, body: Bytes, dst: &mut BytesMut) -> Result<(), FrameError> {
-        self.inner.encode(body, dst).map_err(|e| self.classify(e))
+        if body.len() > self.max_frame {
+            return Err(FrameError::TooLarge {
+                max: self.max_frame,
+            });
+        }
+        let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge {
+            max: self.max_frame,
+        })?;
+        dst.reserve(HEADER + body.len());
+        dst.put_u32(len);
+        dst.extend_from_slice(&body);
+        Ok(())
     }
 }
 
@@ -139,15 +155,19 @@ pub fn encode<T: Message>(msg: &T) -> Result<Bytes, FrameError> {
 /// One connection speaking a JSON protocol: owns the framing, hands out whole messages.
 pub struct MessageStream<S> {
     framed: Framed<S, FrameCodec>,
-    max_frame: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> MessageStream<S> {
     pub fn new(io: S, max_frame: usize) -> Self {
         Self {
             framed: Framed::new(io, FrameCodec::new(max_frame)),
-            max_frame,
         }
+    }
+
+    /// Changes the largest frame accepted and sent from now on (raised once the other end
+    /// is authenticated).
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.framed.codec_mut().set_max_frame(max_frame);
     }
 
     /// Reads the next message; `Ok(None)` when the peer closed cleanly between frames.
@@ -172,11 +192,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MessageStream<S> {
     /// Writes one message and flushes it.
     pub async fn send<T: Message>(&mut self, msg: &T) -> Result<(), FrameError> {
         let body = encode(msg)?;
-        if body.len() > self.max_frame {
-            return Err(FrameError::TooLarge {
-                max: self.max_frame,
-            });
-        }
         self.framed.send(body).await
     }
 
@@ -256,6 +271,26 @@ mod tests {
             feed(raw).await,
             Err(FrameError::TooLarge { max: 1024 })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_large_header_reserves_nothing_before_its_bytes_arrive() {
+        let mut codec = FrameCodec::new(16 << 20);
+        let mut buf = BytesMut::from(&(16u32 << 20).to_be_bytes()[..]);
+        buf.extend_from_slice(b"{\"v\":3");
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(buf.capacity() < 4096, "capacity {}", buf.capacity());
+    }
+
+    #[tokio::test]
+    async fn the_limit_can_be_raised_on_an_open_connection() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let mut a = MessageStream::new(a, 1 << 16);
+        let mut b = MessageStream::new(b, 32);
+        let big = ping(&"x".repeat(100));
+        a.send(&big).await.unwrap();
+        b.set_max_frame(1 << 16);
+        assert_eq!(b.recv::<Ping>().await.unwrap(), Some(big));
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@
 //! Each JSON message carries `v`, its protocol's version; a frame whose `v` differs is refused
 //! with [`FrameError::VersionMismatch`] before the rest of it is looked at.
 
+pub mod admission;
 pub mod bitfield;
 pub mod cluster;
 pub mod control;
@@ -28,6 +29,7 @@ pub mod logging;
 pub mod paths;
 pub mod peer;
 pub mod rate;
+pub mod refusal_log;
 pub mod service;
 pub mod signals;
 pub mod tls;

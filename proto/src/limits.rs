@@ -6,6 +6,10 @@ use std::time::Duration;
 /// characters), so 16 MiB leaves room for files of a few hundred GiB.
 pub const MAX_TRACKER_FRAME: usize = 16 * 1024 * 1024;
 
+/// Largest tracker frame before the client proved a session (or the cluster key): enough for
+/// any login, account or cluster handshake, far less than a file's metadata.
+pub const MAX_TRACKER_FRAME_UNAUTHENTICATED: usize = 64 * 1024;
+
 /// Largest control frame between `p2pctl` and `p2pd`.
 pub const MAX_CONTROL_FRAME: usize = 4 * 1024 * 1024;
 
@@ -15,8 +19,9 @@ pub const MAX_PASSWORD_LEN: usize = 1024;
 /// How long a connection may stay silent before its first frame.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long an idle tracker connection is kept open by the tracker.
-pub const TRACKER_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long an idle tracker connection is kept open by the tracker (clients reuse a pooled
+/// connection for less than this, and open a new one when they need it).
+pub const TRACKER_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a client waits for a TCP connection to a tracker.
 pub const TRACKER_CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);

@@ -19,6 +19,8 @@ pub struct Adversary {
     /// The session token of the last [`login`](Self::login), if any.
     pub token: Option<String>,
     next_id: u64,
+    /// The local address its connections come from (default: the system's choice).
+    source: Option<std::net::IpAddr>,
 }
 
 impl Adversary {
@@ -37,6 +39,27 @@ impl Adversary {
             tracker,
             token: None,
             next_id: CLIENTS.fetch_add(1, Ordering::Relaxed) << 32,
+            source: None,
+        }
+    }
+
+    /// A client whose connections come from `source` (e.g. [`crate::source::ATTACKER`]).
+    pub fn from_source(tracker: SocketAddr, source: std::net::IpAddr) -> Self {
+        Self {
+            source: Some(source),
+            ..Self::new(tracker)
+        }
+    }
+
+    fn connect(&self) -> TlsConn {
+        match self.source {
+            None => TlsConn::connect(self.tracker, &self.identity),
+            Some(source) => {
+                let tcp = crate::source::tcp_from(source, self.tracker)
+                    .unwrap_or_else(|e| panic!("cannot connect from {source}: {e}"));
+                TlsConn::over(tcp, &self.identity, p2p_proto::tls::Expect::AnyKey)
+                    .unwrap_or_else(|e| panic!("TLS to {}: {e}", self.tracker))
+            }
         }
     }
 
@@ -48,7 +71,7 @@ impl Adversary {
         if let Some(token) = session.or(self.token.as_deref()) {
             request["session"] = Value::from(token);
         }
-        let mut conn = TlsConn::connect(self.tracker, &self.identity);
+        let mut conn = self.connect();
         conn.write_all(&crate::wire::json_frame(&request)).unwrap();
         read_json_frame(&mut conn)
     }
@@ -80,7 +103,7 @@ impl Adversary {
     /// Sends `request` exactly as given (any fields, any shape) on a new connection and returns
     /// the response.
     pub fn send_raw(&mut self, request: &Value) -> Value {
-        let mut conn = TlsConn::connect(self.tracker, &self.identity);
+        let mut conn = self.connect();
         conn.write_all(&crate::wire::json_frame(request)).unwrap();
         read_json_frame(&mut conn)
     }

@@ -32,6 +32,7 @@ mod daemon;
 pub mod failover;
 mod files;
 mod process;
+pub mod source;
 mod status;
 pub mod tls;
 mod tracker;

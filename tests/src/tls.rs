@@ -49,11 +49,16 @@ impl TlsConn {
         identity: &Identity,
         expect: Expect,
     ) -> Result<Self, String> {
+        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        Self::over(tcp, identity, expect)
+    }
+
+    /// TLS over an open TCP connection `tcp` (e.g. one from another source address).
+    pub fn over(tcp: TcpStream, identity: &Identity, expect: Expect) -> Result<Self, String> {
         let (config, _) = client_config(identity, expect).map_err(|e| e.to_string())?;
         let name = rustls_pki_types::ServerName::try_from("p2p").map_err(|e| e.to_string())?;
         let conn = ClientConnection::new(config, name).map_err(|e| e.to_string())?;
-        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .map_err(|e| format!("cannot connect: {e}"))?;
         tcp.set_read_timeout(Some(IO_TIMEOUT))
             .map_err(|e| e.to_string())?;
         tcp.set_write_timeout(Some(IO_TIMEOUT))

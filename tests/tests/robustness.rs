@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::Shutdown;
 
-/// Largest frame a tracker accepts (`MAX_TRACKER_FRAME`).
-const MAX_TRACKER_FRAME: u32 = 16 << 20;
+/// Largest frame a tracker accepts before a session is proven on the connection
+/// (`MAX_TRACKER_FRAME_UNAUTHENTICATED`); every raw connection here is such a one.
+const MAX_TRACKER_FRAME: u32 = 64 << 10;
 /// Largest frame the control socket accepts (`MAX_CONTROL_FRAME`).
 const MAX_CONTROL_FRAME: u32 = 4 << 20;
 
@@ -140,7 +141,7 @@ fn tracker_survives_an_http_request() {
 fn tracker_refuses_a_huge_length_prefix() {
     let mut cluster = settled();
     let alice = cluster.user("alice");
-    // Just over the 16 MiB limit, and the largest u32.
+    // Just over the limit, and the largest u32.
     for prefix in [MAX_TRACKER_FRAME + 1, u32::MAX] {
         let what = format!("length prefix {prefix}");
         let mut s = tls_to(cluster.tracker_addr(1));
@@ -287,18 +288,22 @@ fn huge_user_id_is_refused_by_ctl_daemon_and_tracker() {
     assert_eq!(error["message"], huge_user_id, "{error}");
     drop(s);
 
-    // trackerd, sent the request directly (p2pd may check ids itself).
+    // trackerd, sent the request directly (p2pd may check ids itself), in a frame under the
+    // limit of a connection without a session.
     let mut s = tls_to(cluster.tracker_addr(1));
     s.write_all(&json_frame(&json!({
         "v": 2,
         "id": request_id(77),
-        "call": {"op": "create_user", "user": huge, "password": "pw-123456"},
+        "call": {"op": "create_user", "user": "u".repeat(60_000), "password": "pw-123456"},
     })))
     .unwrap();
     let reply = read_json_frame(&mut s);
     let error = error_of(&reply);
     assert_eq!(error["kind"], "invalid_argument", "{error}");
-    assert_eq!(error["message"], huge_user_id, "{error}");
+    assert_eq!(
+        error["message"], "user id is 60000 bytes long; at most 64 characters are allowed",
+        "{error}"
+    );
     drop(s);
 
     // Everyone is still up.

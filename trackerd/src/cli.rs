@@ -1,6 +1,7 @@
 //! The command line of `trackerd`, apart from `main` so man pages can be generated from it.
 
 use clap::{CommandFactory, Parser};
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -29,6 +30,12 @@ pub struct Args {
     /// How long a session may go unused before it expires (e.g. 30d, 12h).
     #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
     pub session_idle: Duration,
+    /// Most login attempts per minute from one address (an IPv6 /64 counts as one).
+    #[arg(long, value_name = "N", default_value = "60")]
+    pub logins_per_minute: NonZeroU32,
+    /// Most accounts created per hour from one address.
+    #[arg(long, value_name = "N", default_value = "20")]
+    pub accounts_per_hour: NonZeroU32,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {

@@ -14,6 +14,7 @@ pub mod server;
 mod stdin;
 pub mod store;
 pub mod swarm;
+pub mod throttle;
 
 use commands::{Ctx, Policy};
 use p2p_proto::identity::{Fingerprint, Identity, IdentityError};
@@ -208,6 +209,7 @@ async fn expire_swarm(ctx: Ctx, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
+        ctx.throttle.tidy();
         let dropped = ctx.swarm(|s| s.expire(std::time::Instant::now()));
         if dropped > 0 {
             tracing::debug!(dropped, "expired swarm entries");

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 use trackerd::cli::Args;
 use trackerd::commands::Policy;
+use trackerd::throttle::Rates;
 use trackerd::{Config, Tracker};
 
 fn main() -> ExitCode {
@@ -38,6 +39,10 @@ fn main() -> ExitCode {
         policy: Policy {
             grant_lifetime: args.grant_lifetime.as_secs().max(1),
             session_idle: args.session_idle.as_secs().max(1),
+            rates: Rates {
+                logins_per_minute: args.logins_per_minute,
+                accounts_per_hour: args.accounts_per_hour,
+            },
         },
     };
     let runtime = match tokio::runtime::Runtime::new() {

@@ -2,27 +2,91 @@
 //!
 //! Every connection is TLS: the client presents its key, which names its origin (sessions are
 //! bound to it). A client that speaks plaintext (an older release) gets one plaintext error
-//! frame saying to upgrade. A semaphore caps the number of connections; a cancellation token
-//! tells every connection to stop; `serve` returns only after every connection task has
-//! finished.
+//! frame saying to upgrade. A cancellation token tells every connection to stop; `serve`
+//! returns only after every connection task has finished.
+//!
+//! **Admission.** Connections are counted once accepted, in pools capped in total and per
+//! source address ([`p2p_proto::admission`]); a connection over a cap is closed at once. A new
+//! connection first takes a *handshake* slot (TLS and its first frame, within
+//! `HANDSHAKE_TIMEOUT`), then a client holds a *client* slot while it is served; it is dropped
+//! after `TRACKER_IDLE_TIMEOUT` of silence. Connections from the other tracker's address use
+//! their own handshake pool, so a flood of clients never delays the cluster link or the other
+//! tracker's probes. Until a request proves a session, frames are limited to
+//! `MAX_TRACKER_FRAME_UNAUTHENTICATED`.
 
 use crate::cluster::Cluster;
 use crate::commands::{Ctx, Origin, dispatch};
-use p2p_proto::limits::{HANDSHAKE_TIMEOUT, MAX_TRACKER_FRAME, TRACKER_IDLE_TIMEOUT};
+use p2p_proto::admission::{Admission, Caps, Slot};
+use p2p_proto::limits::{
+    HANDSHAKE_TIMEOUT, MAX_TRACKER_FRAME, MAX_TRACKER_FRAME_UNAUTHENTICATED, TRACKER_IDLE_TIMEOUT,
+};
+use p2p_proto::refusal_log::RefusalLog;
 use p2p_proto::tls::{self, TlsAcceptor, TlsStream};
 use p2p_proto::tracker::{TrackerCall, TrackerReply, TrackerRequest, TrackerResponse};
 use p2p_proto::{ErrorKind, ErrorReply, FrameError, MessageStream};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// A client that takes longer than this to accept a reply (it stopped reading) is dropped.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-/// Most client connections served at once; more wait in the accept queue.
-const MAX_CONNECTIONS: usize = 1024;
+/// Connections in their TLS handshake or before their first frame.
+pub const HANDSHAKE_CAPS: Caps = Caps {
+    total: 512,
+    per_source: 32,
+};
+/// Handshakes from the other tracker's address (the cluster link and its probes).
+pub const TRUSTED_HANDSHAKE_CAPS: Caps = Caps {
+    total: 64,
+    per_source: 64,
+};
+/// Clients being served.
+pub const CLIENT_CAPS: Caps = Caps {
+    total: 4096,
+    per_source: 256,
+};
+
+/// The connection pools of one tracker.
+struct Pools {
+    handshakes: Admission,
+    trusted: Admission,
+    clients: Admission,
+    /// The other tracker's address: its connections use `trusted`.
+    other: Option<std::net::IpAddr>,
+    log: RefusalLog,
+}
+
+impl Pools {
+    fn new(other: Option<SocketAddr>) -> Self {
+        Self {
+            handshakes: Admission::new(HANDSHAKE_CAPS),
+            trusted: Admission::new(TRUSTED_HANDSHAKE_CAPS),
+            clients: Admission::new(CLIENT_CAPS),
+            other: other.map(|a| a.ip()),
+            log: RefusalLog::new("tracker"),
+        }
+    }
+
+    fn handshake(&self, peer: SocketAddr) -> Option<Slot> {
+        let pool = if Some(peer.ip()) == self.other {
+            &self.trusted
+        } else {
+            &self.handshakes
+        };
+        pool.admit(peer.ip())
+            .map_err(|why| self.log.refused(peer, &why))
+            .ok()
+    }
+
+    fn client(&self, peer: SocketAddr) -> Option<Slot> {
+        self.clients
+            .admit(peer.ip())
+            .map_err(|why| self.log.refused(peer, &why))
+            .ok()
+    }
+}
 
 pub async fn serve(
     listener: TcpListener,
@@ -31,31 +95,35 @@ pub async fn serve(
     acceptor: TlsAcceptor,
     shutdown: CancellationToken,
 ) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let pools = Arc::new(Pools::new(cluster.peer.map(|(_, addr)| addr)));
     let tasks = TaskTracker::new();
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            permit = Arc::clone(&limit).acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((stream, peer)) => {
+                // Over a cap: dropping the stream closes it at once.
+                let Some(handshake) = pools.handshake(peer) else {
+                    continue;
+                };
                 let ctx = ctx.clone();
                 let cluster = Arc::clone(&cluster);
                 let shutdown = shutdown.clone();
                 let acceptor = acceptor.clone();
+                let pools = Arc::clone(&pools);
                 tasks.spawn(async move {
-                    if let Some((conn, origin, exporter)) = open(stream, peer, &acceptor).await {
-                        connection(conn, origin, exporter, ctx, cluster, shutdown).await;
-                    }
-                    drop(permit);
+                    let Some((conn, origin, exporter)) = open(stream, peer, &acceptor).await else {
+                        return;
+                    };
+                    let opened = Opened {
+                        conn,
+                        origin,
+                        exporter,
+                        handshake,
+                    };
+                    connection(opened, &pools, ctx, cluster, shutdown).await;
                 });
             }
             Err(e) => {
@@ -97,7 +165,7 @@ async fn open(
                 addr: peer,
                 key: handshake.peer,
             };
-            let conn = MessageStream::new(stream, MAX_TRACKER_FRAME);
+            let conn = MessageStream::new(stream, MAX_TRACKER_FRAME_UNAUTHENTICATED);
             Some((conn, origin, handshake.exporter))
         }
         Err(e) => {
@@ -121,7 +189,7 @@ async fn refuse_plaintext(stream: TcpStream) {
             ),
         }},
     });
-    let mut conn = MessageStream::new(stream, MAX_TRACKER_FRAME);
+    let mut conn = MessageStream::new(stream, MAX_TRACKER_FRAME_UNAUTHENTICATED);
     let _ = tokio::time::timeout(WRITE_TIMEOUT, conn.send(&Raw(body))).await;
 }
 
@@ -135,17 +203,33 @@ impl p2p_proto::Message for Raw {
     const PROTOCOL: &'static str = "tracker";
 }
 
-async fn connection(
-    mut conn: Conn,
+/// A connection past its TLS handshake, still holding its handshake slot.
+struct Opened {
+    conn: Conn,
     origin: Origin,
     exporter: [u8; 32],
+    handshake: Slot,
+}
+
+async fn connection(
+    opened: Opened,
+    pools: &Pools,
     ctx: Ctx,
     cluster: Arc<Cluster>,
     shutdown: CancellationToken,
 ) {
+    let Opened {
+        mut conn,
+        origin,
+        exporter,
+        handshake,
+    } = opened;
     let peer = origin.addr;
     tracing::debug!(%peer, key = %origin.key, "client connected");
     let mut first = true;
+    // The handshake slot until the first frame, then a client slot.
+    let mut _slot = handshake;
+    let mut proven = false;
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -180,6 +264,9 @@ async fn connection(
                     from,
                     proof,
                 };
+                // Cluster frames (records, snapshots) are large; `accept` checks the proof
+                // before it reads another frame.
+                conn.set_max_frame(MAX_TRACKER_FRAME);
                 if let Some(accepted) = crate::cluster::link::accept(&cluster, conn, hello).await {
                     cluster.serve_link(accepted).await;
                 }
@@ -188,10 +275,30 @@ async fn connection(
             }
             return;
         }
-        first = false;
+        if first {
+            let Some(client) = pools.client(peer) else {
+                let reply = TrackerResponse::new(
+                    request.id,
+                    Err(ErrorReply::new(
+                        ErrorKind::Unavailable,
+                        "too many connections from your address; try again later",
+                    )),
+                );
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, conn.send(&reply)).await;
+                return;
+            };
+            _slot = client;
+            first = false;
+        }
         let id = request.id.clone();
         let call = request.call.name();
+        let with_session = request.session.is_some();
         let result = answer(&ctx, &cluster, origin, request).await;
+        if !proven && with_session && result.is_ok() {
+            // A proven session may send file metadata, which is large.
+            proven = true;
+            conn.set_max_frame(MAX_TRACKER_FRAME);
+        }
         if let Err(e) = &result {
             tracing::debug!(%peer, call, kind = ?e.kind, error = %e, "request refused");
         }

@@ -5,12 +5,15 @@
 //! p2p-bench-client --tracker ADDR [--fingerprint FP] call --user U --password P JSON
 //! p2p-bench-client --tracker ADDR [--fingerprint FP] timed --user U --password P
 //!     --connections N --calls M TEMPLATE
+//! p2p-bench-client --tracker ADDR [--fingerprint FP] logins --password P USER...
 //! ```
 //!
 //! `call` sends one call (no session when `--user` is absent) and prints the reply. `timed`
 //! logs in, opens N connections (one key: one session) and sends M calls spread over them,
 //! concurrently, each connection one call at a time; `{k}` in the template is replaced by the
 //! call's number. It prints one JSON object: `{"total": seconds, "latencies": [seconds, ...]}`.
+//! `logins` tries to log in as each USER in turn with password P on one connection and prints
+//! `{"latencies": [...], "errors": [kind, ...]}` (a wrong password is expected).
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -59,6 +62,12 @@ enum Task {
         calls: usize,
         /// The call, with `{k}` for the call's number.
         template: String,
+    },
+    /// Timed logins, one per user.
+    Logins {
+        #[arg(long)]
+        password: String,
+        users: Vec<String>,
     },
 }
 
@@ -132,6 +141,29 @@ async fn main() -> Result<()> {
             };
             let reply = ask(&mut conn, session.as_deref(), parse_call(&call)?).await?;
             println!("{}", serde_json::to_string(&reply)?);
+        }
+        Task::Logins { password, users } => {
+            let mut conn = client.connect().await?;
+            let (mut latencies, mut errors) = (Vec::new(), Vec::new());
+            for user in users {
+                let call = TrackerCall::Login {
+                    user,
+                    password: password.clone(),
+                };
+                let request = TrackerRequest::new(new_request_id(), None, call);
+                let t = Instant::now();
+                conn.send(&request).await?;
+                let response: TrackerResponse = conn
+                    .recv()
+                    .await?
+                    .context("the tracker closed the connection")?;
+                latencies.push(t.elapsed().as_secs_f64());
+                errors.push(response.result.err().map(|e| format!("{:?}", e.kind)));
+            }
+            println!(
+                "{}",
+                serde_json::json!({"latencies": latencies, "errors": errors})
+            );
         }
         Task::Timed {
             user,

@@ -17,11 +17,13 @@ fn exists(user: &str) -> ErrorReply {
 pub async fn run(
     ctx: &Ctx,
     id: &str,
+    source: std::net::IpAddr,
     user: String,
     password: String,
 ) -> Result<TrackerReply, ErrorReply> {
     validate_id("user id", &user)?;
     validate_password(&password)?;
+    ctx.throttle.account_attempt(source)?;
     // Refuse early, before the slow hash; the write below checks again.
     let probe = user.clone();
     let taken = ctx

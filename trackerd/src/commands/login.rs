@@ -4,7 +4,7 @@
 //! gets the same token, no client can choose one, and the token itself is stored nowhere on the
 //! tracker (the log keeps its hash; the reply recorded in the log carries no token).
 
-use super::{Ctx, token_hash};
+use super::{Ctx, Origin, token_hash};
 use crate::log::LogEntry;
 use crate::store::Decision;
 use hmac::{Hmac, KeyInit, Mac};
@@ -18,24 +18,27 @@ use sha2::Sha256;
 pub async fn run(
     ctx: &Ctx,
     id: &str,
-    key: Fingerprint,
+    origin: Origin,
     user: String,
     password: String,
 ) -> Result<TrackerReply, ErrorReply> {
     validate_id("user id", &user)?;
     validate_password(&password)?;
+    let key = origin.key;
+    ctx.throttle.login_attempt(origin.addr.ip(), &user)?;
     let wrong = || ErrorReply::new(ErrorKind::AuthFailed, "wrong user id or password");
     let probe = user.clone();
     let (record, secret) = ctx
         .store(move |s| s.read(|t| Ok((t.user(&probe)?, t.session_secret()?))))
         .await?;
     let secret = secret.ok_or_else(super::no_key)?;
-    let Some(record) = record else {
-        return Err(wrong());
-    };
-    if !ctx.hasher.verify(password, record.password_hash).await? {
+    // An unknown user costs the same hash as a known one, against a decoy.
+    let hash = record.map(|r| r.password_hash);
+    if !ctx.hasher.verify(password, hash).await? {
+        ctx.throttle.login_failed(&user);
         return Err(wrong());
     }
+    ctx.throttle.login_succeeded(&user);
     let token = session_token(&secret, id, &user, key)?;
     let (hash, name) = (token_hash(&token), user.clone());
     let recorded = ctx

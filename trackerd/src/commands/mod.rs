@@ -45,6 +45,8 @@ pub struct Policy {
     pub grant_lifetime: u64,
     /// A session unused this long expires.
     pub session_idle: u64,
+    /// Logins and accounts per source.
+    pub rates: crate::throttle::Rates,
 }
 
 impl Default for Policy {
@@ -52,6 +54,7 @@ impl Default for Policy {
         Self {
             grant_lifetime: p2p_proto::grant::GRANT_LIFETIME_SECS,
             session_idle: DEFAULT_SESSION_IDLE,
+            rates: crate::throttle::Rates::default(),
         }
     }
 }
@@ -84,6 +87,8 @@ pub struct Ctx {
     pub policy: Policy,
     /// Who holds which file now. Locked only briefly, never across an `.await`.
     pub swarm: Arc<Mutex<Swarm>>,
+    /// Login and account rates per source, delays per account.
+    pub throttle: Arc<crate::throttle::Throttle>,
 }
 
 impl Ctx {
@@ -97,6 +102,7 @@ impl Ctx {
             tracker_no,
             policy,
             swarm: Arc::new(Mutex::new(Swarm::new())),
+            throttle: Arc::new(crate::throttle::Throttle::new(policy.rates)),
         }
     }
 
@@ -165,11 +171,9 @@ pub async fn dispatch(
             "cluster_hello must be the first request of a connection",
         )),
         TrackerCall::CreateUser { user, password } => {
-            create_user::run(ctx, id, user, password).await
+            create_user::run(ctx, id, origin.addr.ip(), user, password).await
         }
-        TrackerCall::Login { user, password } => {
-            login::run(ctx, id, origin.key, user, password).await
-        }
+        TrackerCall::Login { user, password } => login::run(ctx, id, origin, user, password).await,
         call => {
             let caller = authenticate(ctx, origin.key, request.session).await?;
             match call {

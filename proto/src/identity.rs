@@ -199,7 +199,7 @@ impl Identity {
             path: path.to_path_buf(),
             reason,
         };
-        let provider: &CryptoProvider = &crate::tls::provider();
+        let provider: &CryptoProvider = &crate::crypto::provider();
         let key = provider
             .key_provider
             .load_private_key(PrivateKeyDer::Pkcs8(der.into()))

@@ -18,6 +18,7 @@ pub mod admission;
 pub mod bitfield;
 pub mod cluster;
 pub mod control;
+pub mod crypto;
 pub mod error;
 pub mod files;
 pub mod frame;

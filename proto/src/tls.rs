@@ -13,7 +13,7 @@
 
 use crate::identity::{Fingerprint, Identity};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig,
@@ -36,20 +36,7 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// Label of the exporter value that binds application proofs to one TLS session.
 pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-p2p-session-binding-v1";
 
-/// The crypto provider of every connection (built once).
-pub fn provider() -> Arc<CryptoProvider> {
-    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    Arc::clone(PROVIDER.get_or_init(|| {
-        use rustls::crypto::aws_lc_rs::cipher_suite as cs;
-        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
-        provider.cipher_suites = vec![
-            cs::TLS13_AES_128_GCM_SHA256,
-            cs::TLS13_AES_256_GCM_SHA384,
-            cs::TLS13_CHACHA20_POLY1305_SHA256,
-        ];
-        Arc::new(provider)
-    }))
-}
+pub use crate::crypto::provider;
 
 fn algorithms() -> WebPkiSupportedAlgorithms {
     provider().signature_verification_algorithms

@@ -17,6 +17,7 @@ Owners never leave their groups (a group emptied is removed with its files, by d
 import hashlib
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -29,6 +30,18 @@ from .util import BenchError, KiB, MiB, log
 
 GROUPS = 5
 WORKERS = 6
+
+
+def failure_kind(text):
+    """A failed command's error with the names taken out, so failures group by kind."""
+    text = text.split(" failed (exit ", 1)[-1]
+    text = re.sub(r"^\d+\): ", "", text)
+    text = re.sub(r"\bf\d+\.bin\b", "FILE", text)
+    text = re.sub(r"\bg\d\b", "GROUP", text)
+    text = re.sub(r"\bu\d+\b", "USER", text)
+    text = re.sub(r"127\.0\.0\.1:\d+", "ADDR", text)
+    text = re.sub(r"(?<![a-z])\d+(\.\d+)?", "N", text)
+    return text[:100]
 
 
 class Soak:
@@ -77,7 +90,18 @@ class Soak:
 
     def join(self, d, g):
         d.ctl("join_group", g)
-        self.owner[g].ctl("accept_request", g, d.user)
+        owner = self.owner[g]
+        # The owner may be in another worker's hands (being killed, say): wait for it, but not
+        # for ever (that worker may be waiting for `d`).
+        lock = self.locks[owner.name]
+        held = lock.acquire(timeout=30)
+        try:
+            if not owner.running():
+                owner.start()
+            owner.ctl("accept_request", g, d.user)
+        finally:
+            if held:
+                lock.release()
         with self.state:
             self.members[g].add(d.name)
 
@@ -149,7 +173,7 @@ class Soak:
             try:
                 self.act(d)
             except BenchError as e:
-                self.failed[str(e).split(" failed (exit")[-1][:80]] += 1
+                self.failed[failure_kind(str(e))] += 1
                 if not d.running():
                     d.start()
             finally:

@@ -31,6 +31,7 @@ mod cluster;
 mod daemon;
 pub mod failover;
 mod files;
+pub mod local;
 mod process;
 mod status;
 pub mod tls;

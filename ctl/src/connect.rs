@@ -305,7 +305,10 @@ mod tests {
         let err = connect(&socket, Autostart::Yes).await.unwrap_err();
         let reply = crate::failure::describe(&err);
         assert_eq!(reply.kind, ErrorKind::PermissionDenied);
-        assert!(reply.message.contains(&run.display().to_string()), "{reply:?}");
+        assert!(
+            reply.message.contains(&run.display().to_string()),
+            "{reply:?}"
+        );
         assert!(reply.message.contains("0777"), "{reply:?}");
         // Nobody connected: the check comes before `connect` (a queued connection would be
         // accepted at the first poll).

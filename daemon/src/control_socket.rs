@@ -11,8 +11,8 @@ use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, listen, socket,
 };
 use p2p_proto::control::{CtlRequest, CtlResponse};
-use p2p_proto::paths::{self, DirError};
 use p2p_proto::limits::{HANDSHAKE_TIMEOUT, MAX_CONTROL_FRAME, TRACKER_IDLE_TIMEOUT};
+use p2p_proto::paths::{self, DirError};
 use p2p_proto::{ErrorKind, ErrorReply, FrameError, MessageStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;

@@ -139,7 +139,10 @@ fn open_pid_file(path: &std::path::Path) -> Result<File, StartError> {
     }
     let uid = p2p_proto::paths::current_uid();
     if meta.uid() != uid {
-        return Err(refuse(format!("owned by uid {}, not by uid {uid}", meta.uid())));
+        return Err(refuse(format!(
+            "owned by uid {}, not by uid {uid}",
+            meta.uid()
+        )));
     }
     if meta.nlink() != 1 {
         return Err(refuse(format!("it has {} hard links", meta.nlink())));

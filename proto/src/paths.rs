@@ -59,12 +59,20 @@ pub enum DirError {
          remove it",
         path.display()
     )]
-    Symlink { path: PathBuf, owner: u32, mode: u32 },
+    Symlink {
+        path: PathBuf,
+        owner: u32,
+        mode: u32,
+    },
     #[error(
         "refusing socket directory {}: it is not a directory (owner uid {owner}, mode {mode:04o})",
         path.display()
     )]
-    NotDir { path: PathBuf, owner: u32, mode: u32 },
+    NotDir {
+        path: PathBuf,
+        owner: u32,
+        mode: u32,
+    },
     #[error(
         "refusing socket directory {}: owned by uid {owner} (mode {mode:04o}), not by uid {uid}; \
          remove it or set XDG_RUNTIME_DIR",
@@ -81,7 +89,11 @@ pub enum DirError {
          {owner}); chmod 700 it",
         path.display()
     )]
-    Writable { path: PathBuf, owner: u32, mode: u32 },
+    Writable {
+        path: PathBuf,
+        owner: u32,
+        mode: u32,
+    },
 }
 
 impl DirError {

@@ -31,6 +31,7 @@ mod cluster;
 mod daemon;
 pub mod failover;
 mod files;
+pub mod flood;
 pub mod local;
 mod process;
 mod status;

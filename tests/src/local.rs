@@ -6,7 +6,9 @@
 //! [`root_or_skip`] says whether to go on.
 
 use crate::bins::bin;
-use nix::sys::socket::{AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, listen, socket};
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, listen, socket,
+};
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;

@@ -138,7 +138,10 @@ fn p2pctl_sends_nothing_to_a_socket_in_a_directory_others_can_write() {
     let fake = FakeSocket::listen(&dir.join("p2pd.sock"), attacker);
 
     let out = sandbox.ctl(&["login", "alice"]);
-    assert_fails(&out, &format!("refusing socket directory {}", dir.display()));
+    assert_fails(
+        &out,
+        &format!("refusing socket directory {}", dir.display()),
+    );
     assert_line_has(&out, &["mode 0777", &format!("uid {attacker}")]);
     let (connections, bytes) = fake.drain();
     assert_eq!(
@@ -196,14 +199,18 @@ fn p2pd_makes_the_fallback_directory_private_and_refuses_one_others_can_write() 
                 .spawn()
                 .expect("start p2pd"),
         );
-        wait_for("p2pd to answer at the fallback socket", READY_TIMEOUT, || {
-            let out = sandbox.ctl(&["status"]);
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(stderr_of(&out))
-            }
-        });
+        wait_for(
+            "p2pd to answer at the fallback socket",
+            READY_TIMEOUT,
+            || {
+                let out = sandbox.ctl(&["status"]);
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(stderr_of(&out))
+                }
+            },
+        );
         assert_eq!(mode_of(&dir), 0o700, "{} is not private", dir.display());
         assert!(stdout_of(&sandbox.ctl(&["status"])).contains(&dir.display().to_string()));
         drop(daemon);
@@ -271,7 +278,10 @@ fn a_symlinked_pid_file_is_refused_and_its_target_kept() {
     let out = sandbox.p2pd_refused(&[], &["--socket", socket.to_str().unwrap()]);
     assert_line_has(
         &out,
-        &[&format!("refusing pid file {}", pid_file.display()), "symlink"],
+        &[
+            &format!("refusing pid file {}", pid_file.display()),
+            "symlink",
+        ],
     );
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
     assert!(
@@ -302,7 +312,9 @@ fn hostile_tracker(addr: std::net::SocketAddr) -> FakeServer {
             }}),
             _ => json!({"Ok": {"reply": "done"}}),
         };
-        Some(json!({"v": p2p_proto::tracker::TRACKER_VERSION, "id": request["id"], "result": result}))
+        Some(
+            json!({"v": p2p_proto::tracker::TRACKER_VERSION, "id": request["id"], "result": result}),
+        )
     })
 }
 

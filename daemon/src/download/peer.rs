@@ -146,7 +146,10 @@ struct PerSecond {
 
 impl PerSecond {
     fn new(now: Instant) -> Self {
-        Self { start: now, count: 0 }
+        Self {
+            start: now,
+            count: 0,
+        }
     }
 
     /// Counts one event at `now`; returns how many fell in the current window, this one too.
@@ -518,7 +521,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<S> {
     /// now and then).
     async fn on_timeout(&mut self) -> Result<(), PeerEnd> {
         let now = Instant::now();
-        if !self.asked.is_empty() && now.saturating_duration_since(self.progress_at) >= REQUEST_TIMEOUT
+        if !self.asked.is_empty()
+            && now.saturating_duration_since(self.progress_at) >= REQUEST_TIMEOUT
         {
             return Err(failed(format!(
                 "no piece delivered for {}s",

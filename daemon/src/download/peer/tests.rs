@@ -397,7 +397,11 @@ async fn keepalives_and_duplicate_haves_run_no_picker() {
     for _ in 0..pieces(&s.link) {
         assert!(next_request(&mut peer).await.is_some());
     }
-    assert_eq!(Work::get(&work.full_picks), 1, "one run asked for all three");
+    assert_eq!(
+        Work::get(&work.full_picks),
+        1,
+        "one run asked for all three"
+    );
     let noise = MAX_NOISE_PER_SEC as u64;
     for i in 0..noise {
         let frame = if i % 2 == 0 {
@@ -460,7 +464,13 @@ async fn a_keepalive_flood_bans_the_peer_without_running_the_picker() {
     );
     // What it was asked for can be asked elsewhere.
     let full = Bitfield::full(pieces(&s.link));
-    assert!(s.link.dl.picker.with(|p| p.pick(&full, &[], false)).is_some());
+    assert!(
+        s.link
+            .dl
+            .picker
+            .with(|p| p.pick(&full, &[], false))
+            .is_some()
+    );
 }
 
 #[tokio::test]

@@ -292,6 +292,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<S> {
                 Event::Frame(frame) => {
                     Work::add(&self.work.frames);
                     self.on_frame(frame).await?;
+                    // A frame always ready wins over a passed deadline in `next_event`, so
+                    // deadlines are checked here too: a stream of frames postpones neither.
+                    if Instant::now() >= self.next_deadline() {
+                        self.on_timeout().await?;
+                    }
                 }
                 Event::Timeout => self.on_timeout().await?,
                 Event::Grant => self.on_grant().await?,
@@ -381,11 +386,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<S> {
             .map_err(|e| failed(e.to_string()))
     }
 
-    async fn next_event(&mut self) -> Event {
-        let mut deadline = self.next_tick;
-        if !self.asked.is_empty() {
-            deadline = deadline.min(self.progress_at + REQUEST_TIMEOUT);
+    /// The next tick, or the delivery deadline if requests are outstanding and it comes first.
+    fn next_deadline(&self) -> Instant {
+        if self.asked.is_empty() {
+            self.next_tick
+        } else {
+            self.next_tick.min(self.progress_at + REQUEST_TIMEOUT)
         }
+    }
+
+    async fn next_event(&mut self) -> Event {
+        let deadline = self.next_deadline();
         tokio::select! {
             _ = self.link.dl.cancel.cancelled() => Event::Cancelled,
             _ = self.bad_piece.cancelled() => Event::BadPiece,

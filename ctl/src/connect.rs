@@ -3,6 +3,8 @@
 //! "No daemon" means the socket file is missing or nobody listens on it (a stale socket left by
 //! a killed daemon); only then is a daemon started. Any other failure (permission denied, a
 //! daemon that accepts nothing) is reported, since starting a second daemon would not help.
+//! Nothing is sent on a socket before it is known to be the user's own daemon's (see
+//! [`try_connect`]).
 
 use crate::failure::{fail, io_reason};
 use anyhow::Result;
@@ -55,7 +57,48 @@ enum Attempt {
     Failed(anyhow::Error),
 }
 
+/// Connects to `socket` only if it is the user's own daemon: the socket's directory must be
+/// private (ours, not writable by others, not a symlink) and the process listening must run as
+/// our uid (SO_PEERCRED). Both are checked before a single byte is sent, so a password never
+/// reaches a socket someone else planted.
 async fn try_connect(socket: &Path) -> Result<UnixStream, Attempt> {
+    // A missing directory means no daemon yet; the one we start makes it (0700).
+    p2p_proto::paths::check_socket_location(socket)
+        .map_err(|err| Attempt::Failed(fail(ErrorKind::PermissionDenied, err.to_string())))?;
+    let stream = connect_socket(socket).await?;
+    check_peer_uid(&stream, socket).map_err(Attempt::Failed)?;
+    Ok(stream)
+}
+
+/// Refuses a socket whose listening process runs as another user (root included: p2pd runs as
+/// the user it serves).
+fn check_peer_uid(stream: &UnixStream, socket: &Path) -> Result<()> {
+    let uid = p2p_proto::paths::current_uid();
+    let cred = stream.peer_cred().map_err(|err| {
+        fail(
+            ErrorKind::PermissionDenied,
+            format!(
+                "cannot check who serves {}: {}",
+                socket.display(),
+                io_reason(&err)
+            ),
+        )
+    })?;
+    if cred.uid() != uid {
+        return Err(fail(
+            ErrorKind::PermissionDenied,
+            format!(
+                "refusing {}: it is served by uid {}, not by uid {uid} (not your p2pd); nothing \
+                 was sent",
+                socket.display(),
+                cred.uid()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+async fn connect_socket(socket: &Path) -> Result<UnixStream, Attempt> {
     match tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(socket)).await {
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(err)) if means_no_daemon(&err) => Err(Attempt::NoDaemon(err)),
@@ -248,6 +291,29 @@ mod tests {
         drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
         let err = connect(&socket, Autostart::No).await.unwrap_err();
         assert!(format!("{err:#}").starts_with("no p2pd is running at"));
+    }
+
+    #[tokio::test]
+    async fn a_socket_in_a_dir_others_can_write_is_not_even_connected_to() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let socket = run.join("p2pd.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let err = connect(&socket, Autostart::Yes).await.unwrap_err();
+        let reply = crate::failure::describe(&err);
+        assert_eq!(reply.kind, ErrorKind::PermissionDenied);
+        assert!(
+            reply.message.contains(&run.display().to_string()),
+            "{reply:?}"
+        );
+        assert!(reply.message.contains("0777"), "{reply:?}");
+        // Nobody connected: the check comes before `connect` (a queued connection would be
+        // accepted at the first poll).
+        let accepted = tokio::time::timeout(Duration::ZERO, listener.accept()).await;
+        assert!(accepted.is_err(), "p2pctl connected to the planted socket");
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@ mod failure;
 mod output;
 mod password;
 mod request;
+mod terminal;
 mod watch;
 
 use anyhow::{Context, Result};
@@ -81,5 +82,9 @@ fn report(err: &anyhow::Error, json: bool) {
         // Nothing better to do if stdout is gone; stderr still gets the reason.
         let _ = output::emit(&output::json_error(&error));
     }
-    let _ = writeln!(std::io::stderr(), "p2pctl: {}", error.message);
+    let _ = writeln!(
+        std::io::stderr(),
+        "p2pctl: {}",
+        terminal::safe(&error.message)
+    );
 }

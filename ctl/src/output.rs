@@ -2,8 +2,10 @@
 //!
 //! The JSON shape is a stable contract of its own, versioned apart from the control protocol:
 //! `{"v":1,"ok":true,"reply":<CtlReply>}` or `{"v":1,"ok":false,"error":{"kind","message"}}`.
-//! The human text may change between releases; scripts should use `--json`.
+//! The human text may change between releases; scripts should use `--json`. Every human
+//! line passes through [`terminal::safe`]: names and reasons come from other users and peers.
 
+use crate::terminal;
 use anyhow::{Context, Result};
 use p2p_proto::ErrorReply;
 use p2p_proto::control::{CtlReply, DaemonStatus, DownloadInfo, DownloadState};
@@ -75,16 +77,17 @@ pub fn json_error(error: &ErrorReply) -> String {
     })
 }
 
-/// The reply as lines for people, without a trailing newline.
+/// The reply as lines for people, without a trailing newline. Each line is made safe for a
+/// terminal on its own, so a newline inside a name shows as `\x0a` instead of forging a line.
 pub fn human(reply: &CtlReply) -> String {
     match reply {
-        CtlReply::Done { message } => message.clone(),
+        CtlReply::Done { message } => terminal::safe(message).into_owned(),
         CtlReply::Status(status) => status_lines(status),
         CtlReply::Groups { groups } => list(groups, group_line, || "no groups".to_owned()),
         CtlReply::Requests { group, users } => list(users, Clone::clone, || {
             format!("no pending requests for {group}")
         }),
-        CtlReply::Left(left) => left_line(left),
+        CtlReply::Left(left) => terminal::safe(&left_line(left)).into_owned(),
         CtlReply::Files { group, files } => {
             list(files, file_line, || format!("no files in {group}"))
         }
@@ -99,9 +102,18 @@ pub fn downloads_text(downloads: &[DownloadInfo]) -> String {
 
 fn list<T>(items: &[T], line: impl Fn(&T) -> String, empty: impl FnOnce() -> String) -> String {
     if items.is_empty() {
-        return empty();
+        return terminal::safe(&empty()).into_owned();
     }
-    items.iter().map(line).collect::<Vec<_>>().join("\n")
+    safe_lines(items.iter().map(line))
+}
+
+/// Lines made safe one by one, then joined.
+fn safe_lines(lines: impl IntoIterator<Item = String>) -> String {
+    lines
+        .into_iter()
+        .map(|line| terminal::safe(&line).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn group_line(info: &GroupInfo) -> String {
@@ -156,7 +168,7 @@ fn status_lines(status: &DaemonStatus) -> String {
     }
     lines.push(format!("socket: {}", status.socket.display()));
     lines.push(format!("state: {}", status.state_dir.display()));
-    lines.join("\n")
+    safe_lines(lines)
 }
 
 fn file_line(file: &FileInfo) -> String {
@@ -471,6 +483,37 @@ pub(crate) mod tests {
             human(&CtlReply::Downloads { downloads: vec![] }),
             "no downloads"
         );
+    }
+
+    #[test]
+    fn remote_text_is_shown_escaped() {
+        let reply = CtlReply::Groups {
+            groups: vec![GroupInfo {
+                group: "g\u{1b}]0;pwned\u{7}".into(),
+                owner: "mallory\n[C] [g1] forged.bin  100%".into(),
+                members: 1,
+                membership: Membership::Member,
+            }],
+        };
+        assert_eq!(
+            human(&reply),
+            "g\\x1b]0;pwned\\x07  owner: mallory\\x0a[C] [g1] forged.bin  100%  members: 1  (member)"
+        );
+        let reply = CtlReply::Done {
+            message: "\u{1b}[2Jcleared".into(),
+        };
+        assert_eq!(human(&reply), "\\x1b[2Jcleared");
+        let mut d = download(DownloadState::Failed, 1, 0);
+        d.detail = Some("peer said: \u{9b}31m".into());
+        assert_eq!(
+            human(&CtlReply::Downloads { downloads: vec![d] }),
+            "[C] [g1] movie.mkv  failed: peer said: \\u{9b}31m"
+        );
+        let reply = CtlReply::Files {
+            group: "g\u{1b}[1m".into(),
+            files: vec![],
+        };
+        assert_eq!(human(&reply), "no files in g\\x1b[1m");
     }
 
     #[test]

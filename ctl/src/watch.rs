@@ -270,8 +270,8 @@ impl BarView {
             } else {
                 position
             },
-            message: output::download_head(d),
-            status,
+            message: crate::terminal::safe(&output::download_head(d)).into_owned(),
+            status: crate::terminal::safe(&status).into_owned(),
             end,
         }
     }

@@ -12,9 +12,10 @@ use nix::sys::socket::{
 };
 use p2p_proto::control::{CtlRequest, CtlResponse};
 use p2p_proto::limits::{HANDSHAKE_TIMEOUT, MAX_CONTROL_FRAME, TRACKER_IDLE_TIMEOUT};
+use p2p_proto::paths::{self, DirError};
 use p2p_proto::{ErrorKind, ErrorReply, FrameError, MessageStream};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::net::{UnixListener, UnixStream};
@@ -23,11 +24,8 @@ use tokio_util::task::TaskTracker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
-    #[error("cannot create socket directory {path}: {source}")]
-    Dir {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Dir(#[from] DirError),
     #[error("another p2pd is already answering at {0}")]
     InUse(std::path::PathBuf),
     #[error("cannot remove stale socket {path}: {source}")]
@@ -43,22 +41,16 @@ pub enum SocketError {
     },
 }
 
-/// Makes the socket's directory (0700) when it is missing.
+/// Makes the socket's directory (0700) when it is missing, and refuses one that is not ours
+/// alone: a symlink, owned by another user, or writable by group or others. Under
+/// `$XDG_RUNTIME_DIR`, the runtime dir is held to the same rule.
 pub fn ensure_socket_dir(socket: &Path) -> Result<(), SocketError> {
-    let Some(dir) = socket.parent() else {
+    let Some(dir) = paths::socket_dir(socket) else {
         return Ok(());
     };
-    if dir.as_os_str().is_empty() || dir.exists() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| SocketError::Dir {
-            path: dir.to_path_buf(),
-            source,
-        })
+    paths::ensure_private_dir(dir)?;
+    paths::check_socket_location(socket)?;
+    Ok(())
 }
 
 /// Binds the control socket at `path` with mode 0600 and returns a std listener (usable before

@@ -5,7 +5,7 @@
 //! (Passing one thread's buffers to the other costs more than the second memory copy: the
 //! data then crosses between the cores' caches.) Each thread holds one piece-sized buffer.
 
-use p2p_proto::files::{FileMeta, PIECE_SIZE};
+use p2p_proto::files::{FileMeta, MAX_FILE_SIZE, PIECE_SIZE};
 use sha1::{Digest, Sha1};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -20,6 +20,8 @@ pub enum HashError {
     },
     #[error("{path} changed while it was being hashed")]
     Changed { path: std::path::PathBuf },
+    #[error("{path} is {size} bytes, larger than the {MAX_FILE_SIZE}-byte limit")]
+    TooLarge { path: std::path::PathBuf, size: u64 },
 }
 
 /// What hashing a file found, with the size and mtime it had.
@@ -47,13 +49,22 @@ pub fn hash_file(path: &Path, name: &str) -> Result<Hashed, HashError> {
     };
     let file = File::open(path).map_err(read_err)?;
     let (size, mtime_ns) = size_and_mtime(path).map_err(read_err)?;
+    // Before anything is sized from it: the piece list of a 1 EiB (sparse) file would not fit
+    // in memory.
+    if size > MAX_FILE_SIZE {
+        return Err(HashError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+        });
+    }
     let second = file.try_clone().map_err(read_err)?;
     let whole = std::thread::spawn(move || -> std::io::Result<(String, u64)> {
         let mut hasher = Sha1::new();
         let total = for_each_piece(&second, |piece| hasher.update(piece))?;
         Ok((hex::encode(hasher.finalize()), total))
     });
-    let mut pieces = Vec::with_capacity(FileMeta::piece_count(size));
+    // Bounded by the check above; the file may still grow while it is read.
+    let mut pieces = Vec::with_capacity(FileMeta::piece_count(size.min(MAX_FILE_SIZE)));
     let piece_total = for_each_piece(&file, |piece| pieces.push(hex::encode(Sha1::digest(piece))));
     let changed = || HashError::Changed {
         path: path.to_path_buf(),
@@ -149,6 +160,22 @@ mod tests {
         );
         assert_eq!(whole_file_sha1(&path).unwrap(), hashed.meta.sha1);
         assert!(hashed.meta.validate().is_ok());
+    }
+
+    #[test]
+    fn a_file_over_the_size_limit_is_refused_before_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge");
+        let file = File::create(&path).unwrap();
+        // Sparse: no disk space is used. (Some file systems cap a file's size lower.)
+        if file.set_len(MAX_FILE_SIZE + 1).is_err() {
+            return;
+        }
+        match hash_file(&path, "huge") {
+            Err(HashError::TooLarge { size, .. }) => assert_eq!(size, MAX_FILE_SIZE + 1),
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("a file over the limit was hashed"),
+        }
     }
 
     #[test]

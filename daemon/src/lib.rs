@@ -48,6 +48,11 @@ pub enum StartError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("refusing pid file {path}: {why}; remove it")]
+    PidFileRefused {
+        path: std::path::PathBuf,
+        why: String,
+    },
     #[error(transparent)]
     State(#[from] state::StateError),
     #[error("cannot listen for peers on {addr}: {source}")]
@@ -73,15 +78,7 @@ pub struct Prepared {
 pub fn prepare(config: Config) -> Result<Prepared, StartError> {
     control_socket::ensure_socket_dir(&config.socket)?;
     let pid_path = config.pid_file();
-    let pid_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&pid_path)
-        .map_err(|source| StartError::PidFile {
-            path: pid_path.clone(),
-            source,
-        })?;
+    let pid_file = open_pid_file(&pid_path)?;
     let pid_lock = Flock::lock(pid_file, FlockArg::LockExclusiveNonblock)
         .map_err(|_| StartError::Locked(config.socket.clone()))?;
     let state = state::StateDb::open(&config.db_file())?;
@@ -106,6 +103,51 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         control,
         peers,
     })
+}
+
+/// Opens (creating, 0600) the pid file without following a symlink and without truncating
+/// anything before it is known to be our own regular file: a name planted there must never make
+/// the daemon write into another file.
+fn open_pid_file(path: &std::path::Path) -> Result<File, StartError> {
+    use nix::fcntl::OFlag;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let refuse = |why: String| StartError::PidFileRefused {
+        path: path.to_path_buf(),
+        why,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        // O_NONBLOCK: a FIFO planted there must not hang the start.
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(path)
+        .map_err(|source| match source.raw_os_error() {
+            Some(code) if code == nix::libc::ELOOP => refuse("it is a symlink".into()),
+            _ => StartError::PidFile {
+                path: path.to_path_buf(),
+                source,
+            },
+        })?;
+    let meta = file.metadata().map_err(|source| StartError::PidFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !meta.is_file() {
+        return Err(refuse("it is not a regular file".into()));
+    }
+    let uid = p2p_proto::paths::current_uid();
+    if meta.uid() != uid {
+        return Err(refuse(format!(
+            "owned by uid {}, not by uid {uid}",
+            meta.uid()
+        )));
+    }
+    if meta.nlink() != 1 {
+        return Err(refuse(format!("it has {} hard links", meta.nlink())));
+    }
+    Ok(file)
 }
 
 impl Prepared {

@@ -31,6 +31,8 @@ mod cluster;
 mod daemon;
 pub mod failover;
 mod files;
+pub mod flood;
+pub mod local;
 mod process;
 pub mod source;
 mod status;

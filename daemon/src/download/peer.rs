@@ -5,6 +5,14 @@
 //! [`Exchange`]: a loop that tops up requests, waits for the next event and hands it to one
 //! method per event (`on_piece`, `on_have`, `on_reject`, `on_timeout`, `on_grant`). It runs over
 //! any byte stream, so tests drive it against a fake peer in memory.
+//!
+//! Work per frame does not grow with the file's piece count: a full run of the piece picker
+//! (a scan of every piece) happens only when a request slot is free *and* something changed
+//! that could give it a result (a slot freed by a delivered or refused piece, or the
+//! once-a-second tick). A KEEPALIVE or a duplicate HAVE changes nothing and costs O(1); a new
+//! HAVE updates the piece's availability and, with a slot free, asks for that one piece if it
+//! is wanted (O(1)). Frames that carry nothing new are counted, and a peer that sends more
+//! than [`MAX_NOISE_PER_SEC`] of them in a second is banned as a flooder.
 
 use super::Download;
 use super::verify;
@@ -18,6 +26,7 @@ use p2p_proto::identity::{Fingerprint, Identity};
 use p2p_proto::peer::{Hello, PEER_VERSION, PeerCodec, PeerFrame, PeerWireError};
 use p2p_proto::tls::{self, Expect, TlsError};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -32,8 +41,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A peer with requests outstanding that delivers no piece for this long is dropped.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
-/// How often an idle connection rechecks for work and keeps the link alive.
+/// How often a connection rechecks for work (other peers may have released pieces) and, when
+/// idle, keeps the link alive.
 const IDLE_TICK: Duration = Duration::from_secs(1);
+/// Frames that carry nothing new (a KEEPALIVE, a HAVE of a piece the peer announced already or
+/// that the file does not have, a REJECT of a piece not asked for) a peer may send in one
+/// second; one more and it is banned. An honest peer sends a keep-alive after 30 idle seconds
+/// and at most a few duplicate HAVEs, around its WELCOME.
+pub const MAX_NOISE_PER_SEC: u32 = 64;
+/// Full picker runs a peer's REJECTs may cause in one second; slots freed beyond that are
+/// refilled at the next tick, so a peer that refuses everything cannot keep the picker busy.
+const REJECT_REPICKS_PER_SEC: u32 = DEPTH as u32;
 const KEEPALIVE_EVERY: u32 = 30;
 /// How long a piece a peer refused is asked of other peers instead.
 const REFUSED_COOLDOWN: Duration = Duration::from_millis(500);
@@ -89,25 +107,94 @@ pub async fn connect_and_run(
 }
 
 /// Runs the peer protocol on `stream`, already connected (and authenticated) to `addr`.
-pub async fn run<S>(mut link: PeerLink, stream: S, addr: String) -> Result<(), PeerEnd>
+pub async fn run<S>(link: PeerLink, stream: S, addr: String) -> Result<(), PeerEnd>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    run_counted(link, stream, addr, Arc::default()).await
+}
+
+/// What one connection did, counted as it goes: tests check that frames which change nothing
+/// cost no picker run.
+#[derive(Debug, Default)]
+pub(crate) struct Work {
+    /// Frames received after the handshake.
+    pub frames: AtomicU64,
+    /// Full picker runs (each scans every piece).
+    pub full_picks: AtomicU64,
+    /// Single-piece picks after a new HAVE (O(1) each).
+    pub single_picks: AtomicU64,
+}
+
+impl Work {
+    #[cfg(test)]
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts events in one-second windows, for the flood rules.
+#[derive(Debug)]
+struct PerSecond {
+    start: Instant,
+    count: u32,
+}
+
+impl PerSecond {
+    fn new(now: Instant) -> Self {
+        Self {
+            start: now,
+            count: 0,
+        }
+    }
+
+    /// Counts one event at `now`; returns how many fell in the current window, this one too.
+    fn hit(&mut self, now: Instant) -> u32 {
+        if now.saturating_duration_since(self.start) >= Duration::from_secs(1) {
+            self.start = now;
+            self.count = 0;
+        }
+        self.count = self.count.saturating_add(1);
+        self.count
+    }
+}
+
+/// [`run`], counting its work in `work`.
+pub(crate) async fn run_counted<S>(
+    mut link: PeerLink,
+    stream: S,
+    addr: String,
+    work: Arc<Work>,
+) -> Result<(), PeerEnd>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut framed = Framed::new(stream, PeerCodec);
     let grant = link.grant.borrow_and_update().clone();
     let has = handshake(&mut framed, &link.dl, grant).await?;
-    link.dl.picker.with(|p| p.peer_added(&has));
+    let seed = link.dl.picker.with(|p| p.peer_added(&has));
     link.dl.progress.with(|p| p.set_connected(&addr, true));
+    let now = Instant::now();
     let mut exchange = Exchange {
         link,
         framed,
         addr,
         has,
+        seed,
         asked: Vec::with_capacity(DEPTH),
         refused: Vec::new(),
         idle_ticks: 0,
-        progress_at: Instant::now(),
+        next_tick: now + IDLE_TICK,
+        progress_at: now,
         bad_piece: CancellationToken::new(),
+        repick: true,
+        noise: PerSecond::new(now),
+        reject_repicks: PerSecond::new(now),
+        work,
     };
     let result = exchange.run().await;
     exchange.leave();
@@ -169,16 +256,29 @@ struct Exchange<S> {
     addr: String,
     /// The pieces the peer holds.
     has: Bitfield,
+    /// Whether the picker counted the peer as a seeder when it connected.
+    seed: bool,
     /// Pieces requested from it and not yet delivered.
     asked: Vec<usize>,
     /// Pieces it refused lately: asked elsewhere first (see the seeder's REJECT policy).
     refused: Vec<(usize, Instant)>,
-    /// Idle waits in a row with nothing to ask.
+    /// Ticks in a row with nothing asked.
     idle_ticks: u32,
+    /// When the next tick is due: a deadline frames do not push back.
+    next_tick: Instant,
     /// When the peer last delivered a piece (or was first asked for one): other frames (HAVE,
     /// KEEPALIVE) do not count, so a peer that talks but never delivers is dropped.
     progress_at: Instant,
     bad_piece: CancellationToken,
+    /// Something changed since the last full pick that could give this peer a request: a slot
+    /// was freed or a tick passed. Without it a free slot stays free (the last pick found
+    /// nothing, and nothing since could change that).
+    repick: bool,
+    /// Frames that carried nothing new, this second.
+    noise: PerSecond,
+    /// Repicks caused by REJECTs, this second.
+    reject_repicks: PerSecond,
+    work: Arc<Work>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<S> {
@@ -190,8 +290,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<S> {
             }
             match self.next_event().await {
                 Event::Frame(frame) => {
-                    self.idle_ticks = 0;
+                    Work::add(&self.work.frames);
                     self.on_frame(frame).await?;
+                    // A frame always ready wins over a passed deadline in `next_event`, so
+                    // deadlines are checked here too: a stream of frames postpones neither.
+                    if Instant::now() >= self.next_deadline() {
+                        self.on_timeout().await?;
+                    }
                 }
                 Event::Timeout => self.on_timeout().await?,
                 Event::Grant => self.on_grant().await?,
@@ -212,31 +317,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<S> {
     /// pieces' availability.
     fn leave(&mut self) {
         let asked = std::mem::take(&mut self.asked);
-        let has = &self.has;
+        let (has, seed) = (&self.has, self.seed);
         self.link.dl.picker.with(|p| {
             for piece in asked {
                 p.release(piece);
             }
-            p.peer_removed(has);
+            p.peer_removed(has, seed);
         });
     }
 
-    /// Keeps [`DEPTH`] requests in flight, as far as the picker has pieces for this peer.
+    /// The pieces not to ask this peer for: those asked already and those it refused lately.
+    fn exclude(&self) -> Vec<usize> {
+        self.asked
+            .iter()
+            .copied()
+            .chain(self.refused.iter().map(|(p, _)| *p))
+            .collect()
+    }
+
+    /// A seeder is spared what partial peers can give, except after an idle tick. (A peer that
+    /// completed through HAVEs is not a seeder to the picker's counts.)
+    fn spare(&self) -> bool {
+        self.seed && self.idle_ticks == 0
+    }
+
+    /// Keeps [`DEPTH`] requests in flight, as far as the picker has pieces for this peer; runs
+    /// the picker only when a slot is free and something changed since its last run.
     async fn fill_requests(&mut self) -> Result<(), PeerEnd> {
+        if !self.repick || self.asked.len() >= DEPTH {
+            return Ok(());
+        }
+        self.repick = false;
+        Work::add(&self.work.full_picks);
         let was_idle = self.asked.is_empty();
         let now = Instant::now();
         self.refused
             .retain(|(_, at)| now.saturating_duration_since(*at) < REFUSED_COOLDOWN);
         let mut sent = false;
         while self.asked.len() < DEPTH {
-            let exclude: Vec<usize> = self
-                .asked
-                .iter()
-                .copied()
-                .chain(self.refused.iter().map(|(p, _)| *p))
-                .collect();
-            // A seeder is spared what partial peers can give, except after an idle second.
-            let spare = self.has.is_complete() && self.idle_ticks == 0;
+            let exclude = self.exclude();
+            let spare = self.spare();
             let has = &self.has;
             let Some(piece) = self.link.dl.picker.with(|p| p.pick(has, &exclude, spare)) else {
                 break;
@@ -251,6 +371,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<S> {
         if !sent {
             return Ok(());
         }
+        self.requests_sent(was_idle).await
+    }
+
+    /// Flushes the requests just fed; the delivery deadline starts now if none was pending.
+    async fn requests_sent(&mut self, was_idle: bool) -> Result<(), PeerEnd> {
+        self.idle_ticks = 0;
         if was_idle {
             self.progress_at = Instant::now();
         }
@@ -260,12 +386,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<S> {
             .map_err(|e| failed(e.to_string()))
     }
 
-    async fn next_event(&mut self) -> Event {
-        let wait = if self.asked.is_empty() {
-            IDLE_TICK
+    /// The next tick, or the delivery deadline if requests are outstanding and it comes first.
+    fn next_deadline(&self) -> Instant {
+        if self.asked.is_empty() {
+            self.next_tick
         } else {
-            REQUEST_TIMEOUT.saturating_sub(self.progress_at.elapsed())
-        };
+            self.next_tick.min(self.progress_at + REQUEST_TIMEOUT)
+        }
+    }
+
+    async fn next_event(&mut self) -> Event {
+        let deadline = self.next_deadline();
         tokio::select! {
             _ = self.link.dl.cancel.cancelled() => Event::Cancelled,
             _ = self.bad_piece.cancelled() => Event::BadPiece,
@@ -274,7 +405,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<S> {
                 // The task is gone: the download is over.
                 Err(_) => Event::Cancelled,
             },
-            frame = tokio::time::timeout(wait, self.framed.next()) => match frame {
+            frame = tokio::time::timeout_at(deadline, self.framed.next()) => match frame {
                 Err(_) => Event::Timeout,
                 Ok(None) => Event::Closed,
                 Ok(Some(Err(e))) => Event::Wire(e),
@@ -286,15 +417,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<S> {
     async fn on_frame(&mut self, frame: PeerFrame) -> Result<(), PeerEnd> {
         match frame {
             PeerFrame::Piece { index, data } => self.on_piece(index as usize, data).await,
-            PeerFrame::Have(index) => {
-                self.on_have(index as usize);
-                Ok(())
-            }
-            PeerFrame::Reject(index) => {
-                self.on_reject(index as usize);
-                Ok(())
-            }
-            PeerFrame::KeepAlive => Ok(()),
+            PeerFrame::Have(index) => self.on_have(index as usize).await,
+            PeerFrame::Reject(index) => self.on_reject(index as usize),
+            PeerFrame::KeepAlive => self.noise("keep-alives"),
             PeerFrame::Error(reason) => Err(failed(format!("peer said: {reason}"))),
             other => Err(PeerEnd::Banned(format!(
                 "sent an unexpected {} frame",
@@ -312,6 +437,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<S> {
             )));
         };
         self.asked.swap_remove(pos);
+        self.repick = true;
         let dl = &self.link.dl;
         if data.len() as u64 != dl.record.meta.piece_len(piece) {
             dl.picker.with(|p| p.failed(piece));
@@ -335,20 +461,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<S> {
         Ok(())
     }
 
-    /// The peer verified a new piece.
-    fn on_have(&mut self, piece: usize) {
-        if piece < self.has.len() && self.has.set(piece) {
-            self.link.dl.picker.with(|p| p.peer_has(piece));
+    /// The peer verified a new piece: one more peer holds it, and with a slot free it is
+    /// asked for if wanted. Only that piece is looked at; a HAVE cannot make another one
+    /// pickable for this peer.
+    async fn on_have(&mut self, piece: usize) -> Result<(), PeerEnd> {
+        if !self.has.set(piece) {
+            return self.noise("HAVEs of pieces it announced already or that do not exist");
         }
+        self.link.dl.picker.with(|p| p.peer_has(piece));
+        if self.asked.len() >= DEPTH {
+            return Ok(());
+        }
+        Work::add(&self.work.single_picks);
+        let (exclude, spare, has) = (self.exclude(), self.spare(), &self.has);
+        let picked = self
+            .link
+            .dl
+            .picker
+            .with(|p| p.pick_piece(piece, has, &exclude, spare));
+        if !picked {
+            return Ok(());
+        }
+        let was_idle = self.asked.is_empty();
+        self.asked.push(piece);
+        self.framed
+            .feed(PeerFrame::Request(piece as u32))
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        self.requests_sent(was_idle).await
     }
 
     /// The peer cannot serve a piece now: ask someone else for it for a while.
-    fn on_reject(&mut self, piece: usize) {
-        if let Some(pos) = self.asked.iter().position(|a| *a == piece) {
-            self.asked.swap_remove(pos);
-            self.refused.push((piece, Instant::now()));
-            self.link.dl.picker.with(|p| p.release(piece));
+    fn on_reject(&mut self, piece: usize) -> Result<(), PeerEnd> {
+        let Some(pos) = self.asked.iter().position(|a| *a == piece) else {
+            return self.noise("REJECTs of pieces nobody asked for");
+        };
+        self.asked.swap_remove(pos);
+        let now = Instant::now();
+        self.refused.push((piece, now));
+        self.link.dl.picker.with(|p| p.release(piece));
+        // Beyond the allowance the slot waits for the next tick.
+        if self.reject_repicks.hit(now) <= REJECT_REPICKS_PER_SEC {
+            self.repick = true;
         }
+        Ok(())
+    }
+
+    /// Counts a frame that carried nothing new; too many in a second is a flood.
+    fn noise(&mut self, what: &str) -> Result<(), PeerEnd> {
+        if self.noise.hit(Instant::now()) > MAX_NOISE_PER_SEC {
+            return Err(PeerEnd::Banned(format!(
+                "flooded the connection with {what} (more than {MAX_NOISE_PER_SEC} frames a \
+                 second that carry nothing new)"
+            )));
+        }
+        Ok(())
     }
 
     /// Passes a renewed grant on, so the seeder goes on serving us.
@@ -360,14 +527,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<S> {
             .map_err(|e| failed(e.to_string()))
     }
 
-    /// Nothing arrived: an idle connection ticks (and sends a keep-alive now and then); one
-    /// with requests outstanding has missed its delivery deadline.
+    /// A deadline passed: requests outstanding past their delivery deadline end the
+    /// connection; the tick looks for work again (and an idle connection sends a keep-alive
+    /// now and then).
     async fn on_timeout(&mut self) -> Result<(), PeerEnd> {
-        if !self.asked.is_empty() {
+        let now = Instant::now();
+        if !self.asked.is_empty()
+            && now.saturating_duration_since(self.progress_at) >= REQUEST_TIMEOUT
+        {
             return Err(failed(format!(
                 "no piece delivered for {}s",
                 REQUEST_TIMEOUT.as_secs()
             )));
+        }
+        if now < self.next_tick {
+            return Ok(());
+        }
+        self.next_tick = now + IDLE_TICK;
+        self.repick = true;
+        if !self.asked.is_empty() {
+            return Ok(());
         }
         self.idle_ticks += 1;
         if self.idle_ticks.is_multiple_of(KEEPALIVE_EVERY) {

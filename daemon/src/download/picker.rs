@@ -7,6 +7,10 @@
 //! - Endgame: when every missing piece the peer holds is already requested elsewhere, the
 //!   piece is requested again from this peer (at most [`MAX_DUPLICATES`] requests per piece);
 //!   whichever copy arrives first wins and the others are cancelled.
+//!
+//! Cost: [`Picker::pick`] scans every piece, so the peer connections call it only when a request
+//! slot is free and something changed that could give it a result (see `peer.rs`); everything
+//! a single frame can cause (`peer_has`, `pick_piece`, `release`, `arrived`) is O(1).
 
 use p2p_proto::bitfield::Bitfield;
 
@@ -60,8 +64,11 @@ impl Picker {
         self.done.len() - self.done.count()
     }
 
-    pub fn peer_added(&mut self, has: &Bitfield) {
-        if has.is_complete() {
+    /// A peer connected holding `has`; returns whether it counts as a seeder, which the
+    /// caller passes back to [`peer_removed`](Self::peer_removed).
+    pub fn peer_added(&mut self, has: &Bitfield) -> bool {
+        let seed = has.is_complete();
+        if seed {
             self.seeds += 1;
         }
         for i in has.iter_set() {
@@ -69,10 +76,13 @@ impl Picker {
                 *a += 1;
             }
         }
+        seed
     }
 
-    pub fn peer_removed(&mut self, has: &Bitfield) {
-        if has.is_complete() {
+    /// A peer left; `seed` is what [`peer_added`](Self::peer_added) returned for it (a peer
+    /// that completed through HAVEs was never counted as a seeder).
+    pub fn peer_removed(&mut self, has: &Bitfield, seed: bool) {
+        if seed {
             self.seeds = self.seeds.saturating_sub(1);
         }
         for i in has.iter_set() {
@@ -124,6 +134,30 @@ impl Picker {
         };
         self.in_flight[piece] = self.in_flight[piece].saturating_add(1);
         Some(piece)
+    }
+
+    /// Requests `piece` from a peer holding `has` if a full [`pick`](Self::pick) could choose it
+    /// outside the endgame: missing, asked of nobody, not excluded, and (with `spare_seed`) held
+    /// by no partial peer. O(1): for a piece a peer just announced, when its last full pick
+    /// found nothing for it. Marks the piece as in flight.
+    pub fn pick_piece(
+        &mut self,
+        piece: usize,
+        has: &Bitfield,
+        exclude: &[usize],
+        spare_seed: bool,
+    ) -> bool {
+        let wanted = piece < self.len()
+            && has.get(piece)
+            && !self.done.get(piece)
+            && !self.arrived[piece]
+            && self.in_flight[piece] == 0
+            && !exclude.contains(&piece)
+            && !(spare_seed && self.availability[piece] > self.seeds);
+        if wanted {
+            self.in_flight[piece] = 1;
+        }
+        wanted
     }
 
     fn some_unrequested(&self) -> bool {
@@ -269,6 +303,44 @@ mod tests {
         assert!(p.complete(0));
         assert!(p.is_complete());
         assert_eq!(p.pick(&all(1), &[], false), None);
+    }
+
+    #[test]
+    fn a_single_announced_piece_is_picked_only_when_a_full_pick_could() {
+        let mut done = Bitfield::new(4);
+        done.set(0);
+        let mut p = Picker::new(done, 0);
+        let mut has = Bitfield::new(4);
+        for piece in [0, 1, 2] {
+            has.set(piece);
+            p.peer_has(piece);
+        }
+        p.peer_added(&Bitfield::new(4));
+        assert!(!p.pick_piece(0, &has, &[], false), "piece 0 is done");
+        assert!(!p.pick_piece(3, &has, &[], false), "the peer lacks piece 3");
+        assert!(!p.pick_piece(9, &has, &[], false), "out of range");
+        assert!(!p.pick_piece(2, &has, &[2], false), "excluded");
+        assert!(p.pick_piece(1, &has, &[], false));
+        assert!(!p.pick_piece(1, &has, &[], false), "in flight already");
+        // The full pick agrees: only piece 2 is left to ask for.
+        assert_eq!(p.pick(&has, &[1], false), Some(2));
+    }
+
+    #[test]
+    fn a_seeder_counted_at_connect_is_uncounted_when_it_leaves() {
+        let mut p = Picker::new(Bitfield::new(2), 0);
+        let mut partial = Bitfield::new(2);
+        partial.set(0);
+        let seed = p.peer_added(&all(2));
+        assert!(seed);
+        assert!(!p.peer_added(&partial));
+        // The partial peer completes through a HAVE, then leaves: still one seeder.
+        partial.set(1);
+        p.peer_has(1);
+        p.peer_removed(&partial, false);
+        assert_eq!(p.seeds, 1);
+        p.peer_removed(&all(2), seed);
+        assert_eq!(p.seeds, 0);
     }
 
     #[test]

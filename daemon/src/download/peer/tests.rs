@@ -360,3 +360,166 @@ async fn a_refused_handshake_is_a_failure_with_the_reason() {
         Err(PeerEnd::Failed("refused: file not shared here".into()))
     );
 }
+
+/// Like [`start`], counting the connection's work.
+fn start_counted(
+    link: &PeerLink,
+) -> (
+    DuplexStream,
+    tokio::task::JoinHandle<Result<(), PeerEnd>>,
+    Arc<Work>,
+) {
+    let (ours, theirs) = tokio::io::duplex(4 << 20);
+    let work = Arc::new(Work::default());
+    let task = tokio::spawn(run_counted(
+        link.clone(),
+        ours,
+        PEER.into(),
+        Arc::clone(&work),
+    ));
+    (theirs, task, work)
+}
+
+/// Lets the connection's task run until it has taken `frames` frames in.
+async fn until_received(work: &Work, frames: u64) {
+    while Work::get(&work.frames) < frames {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn keepalives_and_duplicate_haves_run_no_picker() {
+    // A paused clock: no tick can come between the frames and add a picker run of its own.
+    tokio::time::pause();
+    let s = setup();
+    let (stream, task, work) = start_counted(&s.link);
+    let mut peer = welcome(stream, &Bitfield::full(pieces(&s.link))).await;
+    for _ in 0..pieces(&s.link) {
+        assert!(next_request(&mut peer).await.is_some());
+    }
+    assert_eq!(
+        Work::get(&work.full_picks),
+        1,
+        "one run asked for all three"
+    );
+    let noise = MAX_NOISE_PER_SEC as u64;
+    for i in 0..noise {
+        let frame = if i % 2 == 0 {
+            PeerFrame::KeepAlive
+        } else {
+            PeerFrame::Have((i % 3) as u32)
+        };
+        peer.send(frame).await.unwrap();
+    }
+    until_received(&work, noise).await;
+    assert_eq!(
+        Work::get(&work.full_picks),
+        1,
+        "keep-alives and duplicate HAVEs ran the picker"
+    );
+    assert_eq!(Work::get(&work.single_picks), 0);
+    drop(peer);
+    assert_eq!(
+        task.await.unwrap(),
+        Err(PeerEnd::Failed("closed the connection".into())),
+        "as many as allowed in a second is no flood"
+    );
+}
+
+#[tokio::test]
+async fn new_haves_cost_a_single_pick_each() {
+    tokio::time::pause();
+    let s = setup();
+    let (stream, task, work) = start_counted(&s.link);
+    let mut peer = welcome(stream, &Bitfield::new(pieces(&s.link))).await;
+    for piece in [2, 0, 1] {
+        peer.send(PeerFrame::Have(piece)).await.unwrap();
+        assert_eq!(next_request(&mut peer).await, Some(piece as usize));
+    }
+    assert_eq!(Work::get(&work.full_picks), 1, "only the one after WELCOME");
+    assert_eq!(Work::get(&work.single_picks), 3);
+    drop(peer);
+    assert!(task.await.unwrap().is_err());
+}
+
+#[tokio::test]
+async fn a_keepalive_flood_bans_the_peer_without_running_the_picker() {
+    tokio::time::pause();
+    let s = setup();
+    let (stream, task, work) = start_counted(&s.link);
+    let mut peer = welcome(stream, &Bitfield::full(pieces(&s.link))).await;
+    for _ in 0..=MAX_NOISE_PER_SEC {
+        peer.send(PeerFrame::KeepAlive).await.unwrap();
+    }
+    let end = task.await.unwrap();
+    assert!(
+        matches!(&end, Err(PeerEnd::Banned(r)) if r.contains("flooded") && r.contains("keep-alives")),
+        "{end:?}"
+    );
+    assert_eq!(Work::get(&work.full_picks), 1);
+    assert_eq!(
+        Work::get(&work.frames),
+        u64::from(MAX_NOISE_PER_SEC) + 1,
+        "banned at the first frame over the limit"
+    );
+    // What it was asked for can be asked elsewhere.
+    let full = Bitfield::full(pieces(&s.link));
+    assert!(
+        s.link
+            .dl
+            .picker
+            .with(|p| p.pick(&full, &[], false))
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_have_flood_bans_the_peer() {
+    tokio::time::pause();
+    let s = setup();
+    let (stream, task, _work) = start_counted(&s.link);
+    let mut peer = welcome(stream, &Bitfield::new(pieces(&s.link))).await;
+    peer.send(PeerFrame::Have(0)).await.unwrap();
+    assert_eq!(next_request(&mut peer).await, Some(0));
+    // The same piece again and again, and pieces the file does not have.
+    for i in 0..=MAX_NOISE_PER_SEC {
+        let piece = if i % 2 == 0 { 0 } else { 1000 + i };
+        peer.send(PeerFrame::Have(piece)).await.unwrap();
+    }
+    let end = task.await.unwrap();
+    assert!(
+        matches!(&end, Err(PeerEnd::Banned(r)) if r.contains("flooded") && r.contains("HAVE")),
+        "{end:?}"
+    );
+}
+
+#[tokio::test]
+async fn noise_is_counted_per_second() {
+    tokio::time::pause();
+    let s = setup();
+    let (stream, task, work) = start_counted(&s.link);
+    let mut peer = welcome(stream, &Bitfield::full(pieces(&s.link))).await;
+    let per_second = u64::from(MAX_NOISE_PER_SEC);
+    for second in 1..=3 {
+        for _ in 0..per_second {
+            peer.send(PeerFrame::KeepAlive).await.unwrap();
+        }
+        until_received(&work, second * per_second).await;
+        tokio::time::advance(Duration::from_secs(1)).await;
+    }
+    drop(peer);
+    assert_eq!(
+        task.await.unwrap(),
+        Err(PeerEnd::Failed("closed the connection".into()))
+    );
+}
+
+#[test]
+fn per_second_windows_restart_after_a_second() {
+    let start = Instant::now();
+    let mut window = PerSecond::new(start);
+    assert_eq!(window.hit(start), 1);
+    assert_eq!(window.hit(start + Duration::from_millis(999)), 2);
+    assert_eq!(window.hit(start + Duration::from_secs(1)), 1);
+    assert_eq!(window.hit(start + Duration::from_millis(1500)), 2);
+}

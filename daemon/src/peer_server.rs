@@ -82,6 +82,8 @@ enum Refusal {
     NotShared,
     #[error("a renewed grant must be for the same file, group and key")]
     NotSameGrant,
+    #[error("a renewed grant must expire later than the one in use")]
+    NotLater,
 }
 
 pub async fn serve(listener: TcpListener, plane: Arc<Plane>) {
@@ -140,7 +142,7 @@ async fn open(
     acceptor: &TlsAcceptor,
 ) -> Result<(), ServeEnd> {
     if !tls::opens_with_tls(&stream, HANDSHAKE_TIMEOUT).await? {
-        let mut framed = Framed::new(stream, PeerCodec);
+        let mut framed = Framed::new(stream, PeerCodec::serving());
         let why = format!(
             "this peer speaks peer protocol v{} inside TLS; upgrade p2pd",
             p2p_proto::peer::PEER_VERSION
@@ -161,7 +163,7 @@ async fn connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut framed = Framed::new(stream, PeerCodec);
+    let mut framed = Framed::new(stream, PeerCodec::serving());
     let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next()).await {
         Err(_) => return Err(ServeEnd::NoHandshake),
         Ok(None) => return Ok(()),
@@ -336,7 +338,9 @@ async fn admit(
     Ok(holding)
 }
 
-/// Checks a GRANT frame: a valid grant for the same file, group and key as the one in use.
+/// Checks a GRANT frame: a valid grant for the same file, group and key as the one in use,
+/// expiring later. A replayed or older grant is refused before its signature is checked, so a
+/// peer cannot make us verify one signature per frame it sends.
 async fn renew(
     plane: &Plane,
     current: &Grant,
@@ -348,6 +352,9 @@ async fn renew(
         || renewed.group != current.group
     {
         return Err(Refusal::NotSameGrant);
+    }
+    if renewed.expires <= current.expires {
+        return Err(Refusal::NotLater);
     }
     verify_grant(plane, renewed, &current.file_sha1, peer_key).await
 }

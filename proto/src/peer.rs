@@ -103,8 +103,34 @@ impl PeerWireError {
 }
 
 /// Encodes and decodes [`PeerFrame`]s.
-#[derive(Debug, Default)]
-pub struct PeerCodec;
+///
+/// Only a PIECE frame's buffer is reserved whole once its header is seen (512 KiB arrive in a
+/// moment, and growing the buffer in steps would copy them again); any other frame grows the
+/// buffer only with the bytes that arrive. A serving connection, which never receives a piece,
+/// takes frames of at most a control frame's size ([`PeerCodec::serving`]).
+#[derive(Debug)]
+pub struct PeerCodec {
+    max_frame: usize,
+}
+
+impl Default for PeerCodec {
+    /// The codec of a downloading connection: frames up to a whole piece.
+    fn default() -> Self {
+        Self {
+            max_frame: MAX_PEER_FRAME,
+        }
+    }
+}
+
+impl PeerCodec {
+    /// The codec of a serving connection: no frame it may receive is larger than a control
+    /// frame.
+    pub fn serving() -> Self {
+        Self {
+            max_frame: MAX_CONTROL_PAYLOAD + 1,
+        }
+    }
+}
 
 const T_HELLO: u8 = 1;
 const T_WELCOME: u8 = 2;
@@ -134,14 +160,16 @@ impl Decoder for PeerCodec {
             return Ok(None);
         }
         let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
-        if len > MAX_PEER_FRAME {
+        if len > self.max_frame {
             return Err(PeerWireError::TooLarge(len));
         }
         if len == 0 {
             return Err(PeerWireError::Malformed("empty frame".into()));
         }
         if src.len() < 4 + len {
-            src.reserve(4 + len - src.len());
+            if src.get(4) == Some(&T_PIECE) {
+                src.reserve(4 + len - src.len());
+            }
             return Ok(None);
         }
         src.advance(4);
@@ -297,8 +325,10 @@ mod tests {
 
     fn round_trip(frame: PeerFrame) {
         let mut buf = BytesMut::new();
-        PeerCodec.encode(frame.clone(), &mut buf).unwrap();
-        let decoded = PeerCodec.decode(&mut buf).unwrap();
+        PeerCodec::default()
+            .encode(frame.clone(), &mut buf)
+            .unwrap();
+        let decoded = PeerCodec::default().decode(&mut buf).unwrap();
         assert_eq!(decoded, Some(frame));
         assert!(buf.is_empty());
     }
@@ -322,8 +352,8 @@ mod tests {
     async fn send_piece_is_read_back_as_a_piece_frame() {
         use futures_util::StreamExt;
         let (a, b) = tokio::io::duplex(4 << 20);
-        let mut tx = tokio_util::codec::Framed::new(a, PeerCodec);
-        let mut rx = tokio_util::codec::Framed::new(b, PeerCodec);
+        let mut tx = tokio_util::codec::Framed::new(a, PeerCodec::default());
+        let mut rx = tokio_util::codec::Framed::new(b, PeerCodec::default());
         let data = Bytes::from(vec![7u8; 1000]);
         send_piece(&mut tx, 3, data.clone()).await.unwrap();
         let got = rx.next().await.unwrap().unwrap();
@@ -333,32 +363,58 @@ mod tests {
     #[test]
     fn partial_frames_wait_for_more() {
         let mut buf = BytesMut::new();
-        PeerCodec.encode(PeerFrame::Have(7), &mut buf).unwrap();
+        PeerCodec::default()
+            .encode(PeerFrame::Have(7), &mut buf)
+            .unwrap();
         let mut half = buf.split_to(5);
-        assert_eq!(PeerCodec.decode(&mut half).unwrap(), None);
+        assert_eq!(PeerCodec::default().decode(&mut half).unwrap(), None);
     }
 
     #[test]
     fn hostile_frames_are_refused() {
         let mut huge = BytesMut::from(&u32::MAX.to_be_bytes()[..]);
         assert!(matches!(
-            PeerCodec.decode(&mut huge),
+            PeerCodec::default().decode(&mut huge),
             Err(PeerWireError::TooLarge(_))
         ));
         let mut unknown = BytesMut::from(&[0, 0, 0, 1, 42][..]);
-        assert!(PeerCodec.decode(&mut unknown).is_err());
+        assert!(PeerCodec::default().decode(&mut unknown).is_err());
         let mut short_index = BytesMut::from(&[0, 0, 0, 3, T_HAVE, 0, 1][..]);
-        assert!(PeerCodec.decode(&mut short_index).is_err());
+        assert!(PeerCodec::default().decode(&mut short_index).is_err());
         let mut bad_hello = BytesMut::from(&[0, 0, 0, 3, T_HELLO, b'{', b'}'][..]);
-        assert!(PeerCodec.decode(&mut bad_hello).is_err());
+        assert!(PeerCodec::default().decode(&mut bad_hello).is_err());
         let hello = br#"{"v":99,"file":"x","grant":null}"#;
         let mut wrong_version = BytesMut::new();
         wrong_version.put_u32(hello.len() as u32 + 1);
         wrong_version.put_u8(T_HELLO);
         wrong_version.extend_from_slice(hello);
         assert!(matches!(
-            PeerCodec.decode(&mut wrong_version),
+            PeerCodec::default().decode(&mut wrong_version),
             Err(PeerWireError::Version { got: 99 })
+        ));
+    }
+
+    #[test]
+    fn only_a_piece_header_reserves_its_frame() {
+        let mut codec = PeerCodec::default();
+        let mut piece = BytesMut::from(&(400_000u32).to_be_bytes()[..]);
+        piece.extend_from_slice(&[T_PIECE, 0, 0]);
+        assert_eq!(codec.decode(&mut piece).unwrap(), None);
+        assert!(piece.capacity() >= 400_004);
+        let mut other = BytesMut::from(&(60_000u32).to_be_bytes()[..]);
+        other.extend_from_slice(&[T_HELLO, b'{']);
+        assert_eq!(codec.decode(&mut other).unwrap(), None);
+        assert!(other.capacity() < 4096, "capacity {}", other.capacity());
+    }
+
+    #[test]
+    fn a_serving_connection_takes_no_piece_sized_frame() {
+        let mut codec = PeerCodec::serving();
+        let mut piece = BytesMut::from(&(400_000u32).to_be_bytes()[..]);
+        piece.extend_from_slice(&[T_PIECE]);
+        assert!(matches!(
+            codec.decode(&mut piece),
+            Err(PeerWireError::TooLarge(400_000))
         ));
     }
 }

@@ -295,3 +295,33 @@ fn leave_group_withdraws_the_shares_at_once() {
         "the tracker lists no holder: {listed}"
     );
 }
+
+/// A GRANT frame replaying the grant in use (or an older one) is refused before its signature
+/// is checked, and ends the connection: a peer cannot make a seeder verify a signature for
+/// every frame it sends.
+#[test]
+fn a_replayed_grant_renewal_ends_the_connection() {
+    let cluster = Cluster::start();
+    let alice = cluster.user("alice");
+    let bob = cluster.user("bob");
+    make_group(&alice, "g1", &[&bob]);
+    let (content, sha1, seeder) = share(&alice, "g1", "data.bin", 15);
+    let mut spy = spy_as(&cluster, "bob");
+    let grant = spy.fetch("g1", "data.bin")["grant"].clone();
+    let mut conn = PeerConn::connect(seeder, &spy.identity);
+    assert_welcome(conn.hello(&sha1, &grant), "the grant");
+    conn.expect_piece(0, &content);
+    conn.renew(&grant);
+    let (kind, payload) = conn.next_frame().expect("an ERROR frame before the close");
+    assert_eq!(
+        kind,
+        p2p_e2e::wire::peer::ERROR,
+        "{:?}",
+        String::from_utf8_lossy(&payload)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&payload),
+        "a renewed grant must expire later than the one in use"
+    );
+    assert_eq!(conn.next_frame(), None, "the seeder closes the connection");
+}

@@ -173,7 +173,7 @@ pub(crate) async fn run_counted<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut framed = Framed::new(stream, PeerCodec);
+    let mut framed = Framed::new(stream, PeerCodec::default());
     let grant = link.grant.borrow_and_update().clone();
     let has = handshake(&mut framed, &link.dl, grant).await?;
     let seed = link.dl.picker.with(|p| p.peer_added(&has));

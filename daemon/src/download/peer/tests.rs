@@ -85,7 +85,7 @@ fn piece_of(content: &[u8], piece: usize) -> Bytes {
 
 /// The fake peer's end: reads HELLO and answers WELCOME with `bits`.
 async fn welcome(stream: DuplexStream, bits: &Bitfield) -> Framed<DuplexStream, PeerCodec> {
-    let mut peer = Framed::new(stream, PeerCodec);
+    let mut peer = Framed::new(stream, PeerCodec::default());
     match peer.next().await {
         Some(Ok(PeerFrame::Hello(_))) => {}
         other => panic!("expected HELLO, got {other:?}"),
@@ -304,7 +304,7 @@ async fn a_peer_that_hangs_up_mid_piece_is_dropped_not_banned() {
     let mut raw = bytes::BytesMut::new();
     let data = piece_of(&s.content, piece);
     tokio_util::codec::Encoder::encode(
-        &mut PeerCodec,
+        &mut PeerCodec::default(),
         PeerFrame::Piece {
             index: piece as u32,
             data,
@@ -350,7 +350,7 @@ async fn a_renewed_grant_is_passed_on_to_the_peer() {
 async fn a_refused_handshake_is_a_failure_with_the_reason() {
     let s = setup();
     let (stream, task) = start(&s.link);
-    let mut peer = Framed::new(stream, PeerCodec);
+    let mut peer = Framed::new(stream, PeerCodec::default());
     assert!(matches!(peer.next().await, Some(Ok(PeerFrame::Hello(_)))));
     peer.send(PeerFrame::Error("file not shared here".into()))
         .await

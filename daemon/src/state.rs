@@ -163,20 +163,30 @@ impl StoredBitmap {
     }
 }
 
-/// Device and inode of a download's part file, recorded when it is created: a restart writes
-/// only into that very file, never into whatever else has its name by then.
+/// Device, inode and (where the file system keeps one) birth time of a download's part file,
+/// recorded when it is created: a restart writes only into that very file, never into
+/// whatever else has its name by then. The birth time tells a new file that reuses a freed
+/// inode number from the one recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartFileId {
     pub dev: u64,
     pub ino: u64,
+    #[serde(default)]
+    pub born_ns: Option<i128>,
 }
 
 impl PartFileId {
     pub fn of(meta: &std::fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
+        let born_ns = meta
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i128);
         Self {
             dev: meta.dev(),
             ino: meta.ino(),
+            born_ns,
         }
     }
 }
@@ -278,9 +288,7 @@ impl StateDb {
         };
         let mut db = match Database::create(path) {
             Ok(db) => db,
-            Err(e @ redb::DatabaseError::Storage(redb::StorageError::Corrupted(_))) => {
-                return Err(unusable(e.to_string()));
-            }
+            Err(e) if is_corruption(&e) => return Err(unusable(e.to_string())),
             Err(source) => {
                 return Err(StateError::Open {
                     path: path.to_path_buf(),
@@ -293,9 +301,7 @@ impl StateDb {
         match db.check_integrity() {
             Ok(true) => {}
             Ok(false) => tracing::warn!(path = %path.display(), "database repaired"),
-            Err(e @ redb::DatabaseError::Storage(redb::StorageError::Corrupted(_))) => {
-                return Err(unusable(e.to_string()));
-            }
+            Err(e) if is_corruption(&e) => return Err(unusable(e.to_string())),
             Err(source) => {
                 return Err(StateError::Open {
                     path: path.to_path_buf(),
@@ -547,6 +553,18 @@ impl StateDb {
     }
 }
 
+/// True for what redb says of a damaged file (as opposed to a lock, permissions, a full disk).
+fn is_corruption(e: &redb::DatabaseError) -> bool {
+    match e {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => true,
+        // "Not a redb database: magic number mismatch", and the like.
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            io.kind() == std::io::ErrorKind::InvalidData
+        }
+        _ => false,
+    }
+}
+
 /// Renames the corrupt database at `path` to `<path>.corrupt-<unix time>` and returns the new
 /// name.
 fn move_aside(path: &Path, reason: &str) -> Result<PathBuf, StateError> {
@@ -594,3 +612,7 @@ fn catch_panic<R>(op: impl FnOnce() -> R) -> Result<R, String> {
     let message = CAUGHT.with(|c| c.borrow_mut().take()).unwrap_or_default();
     result.map_err(|_| message)
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

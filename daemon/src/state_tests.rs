@@ -10,7 +10,8 @@ fn sample_db(path: &Path) {
     }))
     .unwrap();
     for i in 0..200 {
-        db.set_meta_value(&format!("k{i}"), &"v".repeat(300)).unwrap();
+        db.set_meta_value(&format!("k{i}"), &"v".repeat(300))
+            .unwrap();
     }
 }
 
@@ -71,5 +72,8 @@ fn damage_anywhere_in_the_file_never_panics_and_leaves_a_usable_database() {
         moved += 1;
         assert_eq!(db.session().unwrap(), None, "a fresh database after {at}");
     }
-    assert!(moved > 0, "no damage was ever detected in a {len}-byte file");
+    assert!(
+        moved > 0,
+        "no damage was ever detected in a {len}-byte file"
+    );
 }

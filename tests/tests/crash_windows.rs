@@ -3,7 +3,9 @@
 //! windows between linking the final name, removing the part file and recording completion
 //! are recovered; a corrupt p2pd.redb is moved aside and p2pd starts.
 
-use p2p_e2e::{Cluster, Daemon, PIECE_SIZE, assert_file_content, make_group, wait_for, write_test_file};
+use p2p_e2e::{
+    Cluster, Daemon, PIECE_SIZE, assert_file_content, make_group, wait_for, write_test_file,
+};
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -82,15 +84,19 @@ fn sigkill_at_many_points_of_many_downloads_loses_no_flushed_piece_and_every_fil
     let mut done_before = 0;
     loop {
         // Run until a few more pieces are verified, or a download has just completed.
-        let now = wait_for("bob's downloads to progress", p2p_e2e::DOWNLOAD_TIMEOUT, || {
-            let s = snapshot(&bob);
-            history.push((Instant::now(), s.clone()));
-            if total(&s) >= kill_at || completed(&s) > done_before {
-                Ok(s)
-            } else {
-                Err(format!("{s:?}"))
-            }
-        });
+        let now = wait_for(
+            "bob's downloads to progress",
+            p2p_e2e::DOWNLOAD_TIMEOUT,
+            || {
+                let s = snapshot(&bob);
+                history.push((Instant::now(), s.clone()));
+                if total(&s) >= kill_at || completed(&s) > done_before {
+                    Ok(s)
+                } else {
+                    Err(format!("{s:?}"))
+                }
+            },
+        );
         bob.kill9();
         kills += 1;
         let killed = Instant::now();
@@ -107,7 +113,8 @@ fn sigkill_at_many_points_of_many_downloads_loses_no_flushed_piece_and_every_fil
                 .unwrap_or(0);
             // Shown complete means recorded complete: it stays so.
             let was_complete = now.get(name).is_some_and(|v| v.complete);
-            let what = format!("bob to show {name} with the {kept} pieces flushed before kill {kills}");
+            let what =
+                format!("bob to show {name} with the {kept} pieces flushed before kill {kills}");
             wait_for(&what, p2p_e2e::READY_TIMEOUT, || {
                 let d = bob
                     .download("g1", name)
@@ -137,17 +144,28 @@ fn sigkill_at_many_points_of_many_downloads_loses_no_flushed_piece_and_every_fil
         let d = bob.wait_download("g1", name);
         assert_eq!(d["pieces_done"], d["pieces_total"], "{d}");
         assert_file_content(&bob.dir().join(name), content);
-        assert!(!part_of(&bob.dir().join(name)).exists(), "{name}: part file left");
+        assert!(
+            !part_of(&bob.dir().join(name)).exists(),
+            "{name}: part file left"
+        );
     }
     cluster.assert_no_panics();
 }
 
 /// alice seeds data.bin; bob (slow) has downloaded some of it when he is killed. Returns the
 /// content and bob's destination.
-fn killed_during_download(cluster: &Cluster, alice: &Daemon, bob: &mut Daemon) -> (Vec<u8>, PathBuf) {
+fn killed_during_download(
+    cluster: &Cluster,
+    alice: &Daemon,
+    bob: &mut Daemon,
+) -> (Vec<u8>, PathBuf) {
     let _ = cluster;
     make_group(alice, "g1", &[bob]);
-    let content = write_test_file(&alice.dir().join("data.bin"), 31, 5 * PIECE_SIZE as usize + 99);
+    let content = write_test_file(
+        &alice.dir().join("data.bin"),
+        31,
+        5 * PIECE_SIZE as usize + 99,
+    );
     alice.ok(&[
         "upload_file",
         "g1",
@@ -156,15 +174,19 @@ fn killed_during_download(cluster: &Cluster, alice: &Daemon, bob: &mut Daemon) -
     bob.wait_seeders("g1", "data.bin", 1);
     let dest = bob.dir().join("data.bin");
     bob.ok(&["download_file", "g1", "data.bin", &dest.to_string_lossy()]);
-    wait_for("bob's download to get a piece", p2p_e2e::DOWNLOAD_TIMEOUT, || {
-        let d = bob.download("g1", "data.bin").ok_or("not shown")?;
-        assert_ne!(d["state"], "complete", "{d}");
-        if d["pieces_done"].as_u64().unwrap_or(0) >= 2 {
-            Ok(())
-        } else {
-            Err(d.to_string())
-        }
-    });
+    wait_for(
+        "bob's download to get a piece",
+        p2p_e2e::DOWNLOAD_TIMEOUT,
+        || {
+            let d = bob.download("g1", "data.bin").ok_or("not shown")?;
+            assert_ne!(d["state"], "complete", "{d}");
+            if d["pieces_done"].as_u64().unwrap_or(0) >= 2 {
+                Ok(())
+            } else {
+                Err(d.to_string())
+            }
+        },
+    );
     bob.kill9();
     (content, dest)
 }
@@ -277,7 +299,10 @@ fn a_corrupt_database_is_moved_aside_and_the_downloaded_files_are_kept() {
     let damaged = std::fs::read(&db).unwrap();
 
     bob.restart();
-    assert!(bob.status()["user"].is_null(), "a fresh database has no session");
+    assert!(
+        bob.status()["user"].is_null(),
+        "a fresh database has no session"
+    );
     let aside: Vec<PathBuf> = std::fs::read_dir(bob.state_dir())
         .unwrap()
         .flatten()

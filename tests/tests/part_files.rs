@@ -50,20 +50,24 @@ fn part_of(dest: &Path) -> PathBuf {
 /// complete yet.
 #[track_caller]
 fn wait_pieces(bob: &Daemon, pieces: u64) -> Value {
-    wait_for("bob's download to be under way", p2p_e2e::DOWNLOAD_TIMEOUT, || {
-        let d = bob
-            .download("g1", "data.bin")
-            .ok_or_else(|| "not in show_downloads".to_string())?;
-        assert!(
-            matches!(d["state"].as_str(), Some("waiting" | "downloading")),
-            "the download ended too soon: {d}"
-        );
-        if d["pieces_done"].as_u64().unwrap_or(0) >= pieces {
-            Ok(d)
-        } else {
-            Err(d.to_string())
-        }
-    })
+    wait_for(
+        "bob's download to be under way",
+        p2p_e2e::DOWNLOAD_TIMEOUT,
+        || {
+            let d = bob
+                .download("g1", "data.bin")
+                .ok_or_else(|| "not in show_downloads".to_string())?;
+            assert!(
+                matches!(d["state"].as_str(), Some("waiting" | "downloading")),
+                "the download ended too soon: {d}"
+            );
+            if d["pieces_done"].as_u64().unwrap_or(0) >= pieces {
+                Ok(d)
+            } else {
+                Err(d.to_string())
+            }
+        },
+    )
 }
 
 /// Polls until bob's download of data.bin shows `state`; returns it.

@@ -239,7 +239,8 @@ pub async fn recover_moved(plane: &Plane, mut record: DownloadRecord) {
             let stat = (found.len(), mtime_ns(&found));
             let complete_bitmap = bitmap.is_some_and(|b| {
                 (b.part_size, b.part_mtime_ns) == stat
-                    && b.bitfield(meta.pieces.len()).is_some_and(|f| f.is_complete())
+                    && b.bitfield(meta.pieces.len())
+                        .is_some_and(|f| f.is_complete())
             });
             let ours = match recorded {
                 Some(id) if id != PartFileId::of(&found) || !found.file_type().is_file() => false,

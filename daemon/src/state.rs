@@ -7,6 +7,7 @@
 //! - `bitmaps`: same key → the download's verified-pieces bitfield (wire format)
 //! - `meta`: name → JSON (`schema`; `tracker_key`, the trackers' grant-verification key)
 //! - `tracker_pins`: tracker address → the key fingerprint pinned for it (trust on first use)
+//! - `part_files`: download key → JSON [`PartFileId`], the part file created for it
 //!
 //! Schema 1 (release 0.1.0, no `schema` row) is migrated in place at open: the grant key it
 //! learned over plaintext is dropped (it is fetched again over TLS); everything else is kept.
@@ -25,6 +26,7 @@ const DOWNLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("downloads"
 const BITMAPS: TableDefinition<&str, &[u8]> = TableDefinition::new("bitmaps");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TRACKER_PINS: TableDefinition<&str, &str> = TableDefinition::new("tracker_pins");
+const PART_FILES: TableDefinition<&str, &[u8]> = TableDefinition::new("part_files");
 /// The schema this release writes.
 const CURRENT_SCHEMA: u64 = 2;
 /// `meta` row of the trackers' grant-verification key.
@@ -57,6 +59,18 @@ pub enum StateError {
     },
     #[error("database task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The file is damaged beyond what redb repairs; [`StateDb::open`] moves it aside.
+    #[error("database {path} is corrupt: {reason}")]
+    Unusable { path: PathBuf, reason: String },
+    #[error(
+        "database {path} is corrupt ({reason}) and cannot be moved aside: {source}; move or \
+         remove it by hand, then start p2pd again"
+    )]
+    MoveAside {
+        path: PathBuf,
+        reason: String,
+        source: std::io::Error,
+    },
 }
 
 impl From<StateError> for p2p_proto::ErrorReply {
@@ -149,6 +163,34 @@ impl StoredBitmap {
     }
 }
 
+/// Device, inode and (where the file system keeps one) birth time of a download's part file,
+/// recorded when it is created: a restart writes only into that very file, never into
+/// whatever else has its name by then. The birth time tells a new file that reuses a freed
+/// inode number from the one recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartFileId {
+    pub dev: u64,
+    pub ino: u64,
+    #[serde(default)]
+    pub born_ns: Option<i128>,
+}
+
+impl PartFileId {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        let born_ns = meta
+            .created()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i128);
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            born_ns,
+        }
+    }
+}
+
 /// The key of a share or download.
 pub fn file_key(user: &str, group: &str, name: &str) -> String {
     format!("{user}/{group}/{name}")
@@ -192,6 +234,12 @@ impl State {
 
 impl StateDb {
     /// Opens (or creates) the database at `path`, creating its directory (0700) if needed.
+    ///
+    /// A database that is corrupt (redb reports it, its integrity check fails, or redb panics
+    /// on it) is renamed to `<path>.corrupt-<unix time>` and an empty one is started, with one
+    /// line on stderr and in the log saying so: the user logs in and shares again; downloaded
+    /// files are not touched. Any other failure (permissions, a newer schema, a lock) is an
+    /// error, the file left as it is.
     pub fn open(path: &Path) -> Result<Self, StateError> {
         use std::os::unix::fs::DirBuilderExt;
         if let Some(dir) = path.parent() {
@@ -204,10 +252,63 @@ impl StateDb {
                     source,
                 })?;
         }
-        let db = Database::create(path).map_err(|source| StateError::Open {
+        match Self::open_checked(path) {
+            Err(StateError::Unusable { reason, .. }) => {
+                let aside = move_aside(path, &reason)?;
+                let line = format!(
+                    "database {} was corrupt ({reason}); moved it to {} and started with an \
+                     empty one: log in and share your files again (downloaded files are untouched)",
+                    path.display(),
+                    aside.display()
+                );
+                eprintln!("p2pd: {line}");
+                tracing::warn!("{line}");
+                Self::open_checked(path)
+            }
+            other => other,
+        }
+    }
+
+    /// Opens the database at `path` and checks it whole; redb panics are caught and reported as
+    /// [`StateError::Unusable`].
+    fn open_checked(path: &Path) -> Result<Self, StateError> {
+        match catch_panic(|| Self::open_unchecked(path)) {
+            Ok(opened) => opened,
+            Err(panic) => Err(StateError::Unusable {
+                path: path.to_path_buf(),
+                reason: format!("redb failed on it: {panic}"),
+            }),
+        }
+    }
+
+    fn open_unchecked(path: &Path) -> Result<Self, StateError> {
+        let unusable = |reason: String| StateError::Unusable {
             path: path.to_path_buf(),
-            source,
-        })?;
+            reason,
+        };
+        let mut db = match Database::create(path) {
+            Ok(db) => db,
+            Err(e) if is_corruption(&e) => return Err(unusable(e.to_string())),
+            Err(source) => {
+                return Err(StateError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        // A page whose checksum fails makes redb panic or error later, at some read; checking
+        // every page now (a small file: milliseconds) finds it at start, where it is handled.
+        match db.check_integrity() {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(path = %path.display(), "database repaired"),
+            Err(e) if is_corruption(&e) => return Err(unusable(e.to_string())),
+            Err(source) => {
+                return Err(StateError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        }
         // The session token lives here: owner only, whatever the umask.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
@@ -221,10 +322,21 @@ impl StateDb {
             path: path.to_path_buf(),
         };
         let txn = state.db.begin_write().map_err(|e| state.err(e))?;
-        for table in [SESSION, SHARES, DOWNLOADS, BITMAPS, META] {
-            txn.open_table(table).map_err(|e| state.err(e))?;
+        for table in [SESSION, SHARES, DOWNLOADS, BITMAPS, META, PART_FILES] {
+            txn.open_table(table).map_err(|e| match e {
+                // Tables of the wrong shape: not a database this program wrote.
+                redb::TableError::TableTypeMismatch { .. }
+                | redb::TableError::TableIsMultimap(_)
+                | redb::TableError::Storage(redb::StorageError::Corrupted(_)) => {
+                    unusable(e.to_string())
+                }
+                other => state.err(other),
+            })?;
         }
-        txn.open_table(TRACKER_PINS).map_err(|e| state.err(e))?;
+        txn.open_table(TRACKER_PINS).map_err(|e| match e {
+            redb::TableError::TableTypeMismatch { .. } => unusable(e.to_string()),
+            other => state.err(other),
+        })?;
         state.migrate(&txn)?;
         txn.commit().map_err(|e| state.err(e))?;
         Ok(state)
@@ -349,6 +461,18 @@ impl StateDb {
         self.put(BITMAPS, key, Some(&raw))
     }
 
+    /// The part file recorded for download `key`, if one was.
+    pub fn part_file(&self, key: &str) -> Result<Option<PartFileId>, StateError> {
+        self.get(PART_FILES, key)
+    }
+
+    /// Records the part file created for download `key`, durably, before anything is written
+    /// into it.
+    pub fn put_part_file(&self, key: &str, id: PartFileId) -> Result<(), StateError> {
+        let raw = serde_json::to_vec(&id).unwrap_or_default();
+        self.put(PART_FILES, key, Some(&raw))
+    }
+
     /// Brings a database of an earlier release up to [`CURRENT_SCHEMA`], in `txn`.
     fn migrate(&self, txn: &redb::WriteTransaction) -> Result<(), StateError> {
         let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
@@ -428,3 +552,67 @@ impl StateDb {
         txn.commit().map_err(|e| self.err(e))
     }
 }
+
+/// True for what redb says of a damaged file (as opposed to a lock, permissions, a full disk).
+fn is_corruption(e: &redb::DatabaseError) -> bool {
+    match e {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_)) => true,
+        // "Not a redb database: magic number mismatch", and the like.
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            io.kind() == std::io::ErrorKind::InvalidData
+        }
+        _ => false,
+    }
+}
+
+/// Renames the corrupt database at `path` to `<path>.corrupt-<unix time>` and returns the new
+/// name.
+fn move_aside(path: &Path, reason: &str) -> Result<PathBuf, StateError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut aside = path.as_os_str().to_os_string();
+    aside.push(format!(".corrupt-{now}"));
+    let aside = PathBuf::from(aside);
+    std::fs::rename(path, &aside).map_err(|source| StateError::MoveAside {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+        source,
+    })?;
+    Ok(aside)
+}
+
+thread_local! {
+    /// Set while [`catch_panic`] runs on this thread: the panic hook stores the message here
+    /// instead of printing it.
+    static CAUGHT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `op`, turning a panic into `Err(message)`. The panic is not printed (it is reported by
+/// the caller, as one line); panics elsewhere still reach the previous hook.
+fn catch_panic<R>(op: impl FnOnce() -> R) -> Result<R, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let quiet = CAUGHT.with(|c| match c.try_borrow_mut() {
+                Ok(mut slot) if slot.is_some() => {
+                    *slot = Some(info.payload_as_str().unwrap_or("panic").to_string());
+                    true
+                }
+                _ => false,
+            });
+            if !quiet {
+                previous(info);
+            }
+        }));
+    });
+    CAUGHT.with(|c| *c.borrow_mut() = Some(String::new()));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(op));
+    let message = CAUGHT.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    result.map_err(|_| message)
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

@@ -115,6 +115,8 @@ pub async fn download(
             format!("{} already exists", dest.display()),
         ));
     }
+    // Before anything is asked or stored: a name the part file cannot have is refused now.
+    let part_path = crate::download::storage::part_path_for(&dest).map_err(ErrorReply::invalid)?;
     let key = file_key(&session.user, &group, &file);
     if daemon.downloads.get(&key).is_some() {
         return Err(ErrorReply::new(
@@ -156,14 +158,12 @@ pub async fn download(
             format!("no peer with {file} is online in {group}"),
         ));
     }
-    let mut part = dest.clone().into_os_string();
-    part.push(".p2p-part");
     let record = DownloadRecord {
         user: session.user.clone(),
         group: group.clone(),
         meta,
         destination: dest.clone(),
-        part_path: PathBuf::from(part),
+        part_path,
         state: StoredState::Active,
         error: None,
         banned: Vec::new(),

@@ -37,7 +37,7 @@ use p2p_proto::{ErrorKind, ErrorReply};
 use picker::Picker;
 use std::collections::HashMap;
 use std::sync::Arc;
-use storage::Storage;
+use storage::{Reopened, Storage};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -58,11 +58,16 @@ pub struct Download {
     pub verify_slots: Arc<Semaphore>,
     /// Pieces the stored bitmap claims but that must be re-hashed first (the part file changed).
     pub recheck: Locked<Option<Bitfield>>,
+    /// Why the disk cannot take the download's bytes now (full, say): the task stops fetching
+    /// and tries again every few seconds.
+    pub disk_wait: Locked<Option<String>>,
 }
 
 impl Download {
     /// Opens (or, when `fresh`, creates) the part file of `record` and loads the verified pieces
-    /// recorded for it. Blocking (fallocate, redb): call it on the blocking pool.
+    /// recorded for it. A part file found at a restart is used only if it is the one created
+    /// for this download (see `storage.rs`); otherwise the download is refused. Blocking
+    /// (fallocate, redb): call it on the blocking pool.
     pub fn open(
         record: DownloadRecord,
         fresh: bool,
@@ -71,19 +76,45 @@ impl Download {
     ) -> Result<Self, DownloadError> {
         let key = file_key(&record.user, &record.group, &record.meta.name);
         let n = record.meta.pieces.len();
-        let (storage, trusted) = Storage::open(&record.part_path, record.meta.size, fresh)
-            .map_err(DownloadError::Disk)?;
-        // Trust the stored bitmap only if the part file is still the one it describes (same size
-        // and mtime); otherwise its pieces are re-hashed before the download goes on.
-        let stored = if trusted { db.bitmap(&key)? } else { None };
-        let current = crate::hashing::size_and_mtime(&record.part_path).ok();
+        let size = record.meta.size;
+        let recorded = db.part_file(&key)?;
+        let reopened = if fresh {
+            Reopened::Missing
+        } else {
+            Storage::reopen(&record.part_path, size, recorded)?
+        };
+        let (storage, created) = match reopened {
+            Reopened::Ours(storage) => (storage, false),
+            Reopened::Missing | Reopened::Unrecorded => (
+                Storage::create(&record.part_path, size).map_err(DownloadError::Disk)?,
+                true,
+            ),
+        };
+        if recorded != Some(storage.id) {
+            // Recorded before a byte is written into it.
+            db.put_part_file(&key, storage.id)?;
+        }
+        // Trust the stored bitmap only if the part file is still the one it describes (same
+        // file, size and mtime); otherwise its pieces are re-hashed before the download goes on.
+        let stored = if created { None } else { db.bitmap(&key)? };
+        let current = storage.size_and_mtime().map_err(DownloadError::Disk)?;
         let (done, recheck) = match stored {
-            Some(s) if current == Some((s.part_size, s.part_mtime_ns)) => {
+            Some(s) if current == (s.part_size, s.part_mtime_ns) => {
                 (s.bitfield(n).unwrap_or_else(|| Bitfield::new(n)), None)
             }
             Some(s) => (Bitfield::new(n), s.bitfield(n).filter(|b| b.count() > 0)),
             None => (Bitfield::new(n), None),
         };
+        // Reserve the space (again, if a full disk stopped it last time). A full disk makes the
+        // download wait, not fail: the task retries.
+        let mut disk_wait = None;
+        if created || current.0 < size {
+            match storage.allocate() {
+                Ok(()) => {}
+                Err(e) if storage::is_disk_wait(&e) => disk_wait = Some(e.to_string()),
+                Err(e) => return Err(DownloadError::Disk(e)),
+            }
+        }
         let holding = Arc::new(Holding::new(
             record.group.clone(),
             Arc::new(record.meta.clone()),
@@ -103,6 +134,7 @@ impl Download {
             events: Notify::new(),
             verify_slots: Arc::new(Semaphore::new(VERIFY_SLOTS)),
             recheck: Locked::new(recheck),
+            disk_wait: Locked::new(disk_wait),
             record,
         })
     }
@@ -121,6 +153,19 @@ impl Download {
     pub fn piece_verified(&self, bytes: u64) {
         self.progress.with(|p| p.piece_verified(bytes));
         self.events.notify_one();
+    }
+
+    /// A disk operation of the download failed: a full (or failing) disk makes it wait and
+    /// retry; anything else ends it.
+    pub fn disk_failure(&self, e: std::io::Error) {
+        if storage::is_disk_wait(&e) {
+            self.disk_wait.with(|w| {
+                w.get_or_insert_with(|| e.to_string());
+            });
+            self.events.notify_one();
+        } else {
+            self.fatal(e.to_string());
+        }
     }
 
     /// Ends the download with an error (a disk failure, say).
@@ -220,7 +265,18 @@ pub async fn start(
     let cancel = plane.shutdown.child_token();
     let dl = plane
         .state
-        .run(move |db| Download::open(record, fresh, db, cancel))
+        .run(move |db| {
+            let opened = Download::open(record.clone(), fresh, db, cancel);
+            if let Err(e @ DownloadError::Refused(_)) = &opened {
+                // Shown by show_downloads, and not tried again at every start.
+                tracing::error!(file = %record.meta.name, reason = %e, "download refused");
+                let mut failed = record;
+                failed.state = StoredState::Failed;
+                failed.error = Some(e.to_string());
+                db.put_download(&failed)?;
+            }
+            opened
+        })
         .await?;
     let dl = Arc::new(dl);
     if !downloads.insert_new(&dl) {

@@ -24,6 +24,8 @@ use tokio::time::Instant;
 const REFRESH: Duration = Duration::from_secs(1);
 /// How often verified pieces are made durable.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often a download waiting for disk space tries again.
+const DISK_RETRY: Duration = Duration::from_secs(2);
 
 type PeerTasks = JoinSet<(String, Result<(), PeerEnd>)>;
 
@@ -41,10 +43,29 @@ pub async fn run(plane: &Arc<Plane>, dl: &Arc<Download>) {
             fail(plane, dl, reason).await;
             break;
         }
+        if dl.disk_wait.with(|w| w.is_some()) {
+            peers.shutdown().await;
+            connected.clear();
+            if !wait_for_disk(plane, dl).await {
+                break;
+            }
+            next_refresh = Instant::now();
+            continue;
+        }
         if dl.picker.with(|p| p.is_complete()) {
             peers.shutdown().await;
-            finish(plane, dl).await;
-            break;
+            connected.clear();
+            match finish(plane, dl).await {
+                Ok(()) => break,
+                Err(e) if e.is_disk_wait() => {
+                    dl.disk_wait.with(|w| *w = Some(e.to_string()));
+                    continue;
+                }
+                Err(e) => {
+                    fail(plane, dl, e.to_string()).await;
+                    break;
+                }
+            }
         }
         if Instant::now() >= next_refresh {
             // A slow tracker must not hold up a cancel (logout, shutdown).
@@ -70,8 +91,10 @@ pub async fn run(plane: &Arc<Plane>, dl: &Arc<Download>) {
             }
             _ = dl.events.notified() => {}
             _ = flush.tick() => {
-                if let Err(e) = flush_pieces(plane, dl).await {
-                    dl.fatal(e.to_string());
+                match flush_pieces(plane, dl).await {
+                    Ok(()) => {}
+                    Err(DownloadError::Disk(e)) => dl.disk_failure(e),
+                    Err(e) => dl.fatal(e.to_string()),
                 }
             }
             Some(ended) = peers.join_next() => {
@@ -216,20 +239,74 @@ fn set_progress(dl: &Download, peers: usize, waiting_for: &str) {
 }
 
 /// Makes the verified pieces durable: snapshot, sync the part file, then commit the snapshot.
+/// If that fails, the pieces stay to be flushed next time.
 async fn flush_pieces(plane: &Plane, dl: &Download) -> Result<(), DownloadError> {
     if !dl.progress.with(|p| std::mem::take(&mut p.dirty)) {
         return Ok(());
     }
     let snapshot = dl.holding.bitfield();
-    let stat = dl
-        .storage
-        .sync_and_stat()
-        .await
-        .map_err(DownloadError::Disk)?;
-    let key = dl.key.clone();
-    plane
-        .state
-        .run(move |s| s.put_bitmap(&key, &StoredBitmap::new(&snapshot, stat)))
-        .await?;
-    Ok(())
+    let flushed = async {
+        let stat = dl
+            .storage
+            .sync_and_stat()
+            .await
+            .map_err(DownloadError::Disk)?;
+        let key = dl.key.clone();
+        plane
+            .state
+            .run(move |s| s.put_bitmap(&key, &StoredBitmap::new(&snapshot, stat)))
+            .await?;
+        Ok(())
+    }
+    .await;
+    if flushed.is_err() {
+        dl.progress.with(|p| p.dirty = true);
+    }
+    flushed
+}
+
+/// The disk cannot take the download's bytes (full, say): with no peer connected, shows why
+/// in `show_downloads`, keeps the verified pieces recorded, and tries every [`DISK_RETRY`]
+/// until the file's space can be reserved again. False if the download was cancelled
+/// meanwhile.
+async fn wait_for_disk(plane: &Plane, dl: &Download) -> bool {
+    loop {
+        let Some(reason) = dl.disk_wait.get() else {
+            return true;
+        };
+        tracing::warn!(download = %dl.key, reason, "download waits for the disk");
+        dl.progress.with(|p| {
+            p.state = DownloadState::Waiting;
+            p.peers = 0;
+            p.detail = Some(format!(
+                "waiting for the disk: {reason}; retrying every {} s",
+                DISK_RETRY.as_secs()
+            ));
+        });
+        if let Err(e) = flush_pieces(plane, dl).await {
+            tracing::warn!(download = %dl.key, error = %e, "cannot record verified pieces yet");
+        }
+        tokio::select! {
+            _ = dl.cancel.cancelled() => return false,
+            _ = tokio::time::sleep(DISK_RETRY) => {}
+        }
+        let storage = dl.storage.clone();
+        let probe = tokio::task::spawn_blocking(move || storage.allocate())
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match probe {
+            Ok(()) => {
+                tracing::info!(download = %dl.key, "disk writable again; download resumes");
+                dl.disk_wait.with(|w| *w = None);
+            }
+            Err(e) if super::storage::is_disk_wait(&e) => {
+                dl.disk_wait.with(|w| *w = Some(e.to_string()));
+            }
+            Err(e) => {
+                dl.disk_wait.with(|w| *w = None);
+                dl.fatal(e.to_string());
+                return true;
+            }
+        }
+    }
 }

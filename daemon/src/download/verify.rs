@@ -52,8 +52,9 @@ pub async fn submit(
         }
         let len = data.len() as u64;
         if let Err(e) = dl.storage.write_piece(piece, data).await {
+            // The piece is missing again; a full disk makes the download wait, not fail.
             dl.picker.with(|p| p.release(piece));
-            dl.fatal(e.to_string());
+            dl.disk_failure(e);
             return;
         }
         if dl.picker.with(|p| p.complete(piece)) {

@@ -25,6 +25,9 @@ pub struct Holding {
     pub meta: Arc<FileMeta>,
     /// The file the pieces are read from (a download's part file until it completes).
     path: Shared<PathBuf>,
+    /// A download's open part file: pieces are served through it, never by reopening the path
+    /// (which someone may have swapped).
+    file: Shared<Option<Arc<std::fs::File>>>,
     have: Shared<Bitfield>,
     /// Announces each newly verified piece to the peer connections serving this file.
     haves: broadcast::Sender<u32>,
@@ -64,6 +67,7 @@ impl Holding {
             group_id: Shared::new(None),
             meta,
             path: Shared::new(path),
+            file: Shared::new(None),
             have: Shared::new(have),
             haves,
             share_key,
@@ -123,6 +127,15 @@ impl Holding {
 
     pub fn path(&self) -> PathBuf {
         self.path.read(|p| p.clone())
+    }
+
+    /// The download's open file, if this holding is a download's.
+    pub fn open_file(&self) -> Option<Arc<std::fs::File>> {
+        self.file.read(Clone::clone)
+    }
+
+    pub fn set_file(&self, file: Arc<std::fs::File>) {
+        self.file.write(|f| *f = Some(file));
     }
 
     pub fn set_path(&self, path: PathBuf) {

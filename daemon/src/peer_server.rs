@@ -193,10 +193,16 @@ where
         PeerFrame::Welcome(holding.bitfield().as_bytes().to_vec().into()),
     )
     .await?;
-    let path = holding.path();
-    let file = std::fs::File::open(&path)
-        .map(Arc::new)
-        .map_err(|e| ServeEnd::Disk(crate::download::storage::annotate(e, "open", &path)))?;
+    // A download's part file is read through the download's own descriptor.
+    let file = match holding.open_file() {
+        Some(file) => file,
+        None => {
+            let path = holding.path();
+            std::fs::File::open(&path)
+                .map(Arc::new)
+                .map_err(|e| ServeEnd::Disk(crate::download::storage::annotate(e, "open", &path)))?
+        }
+    };
     loop {
         tokio::select! {
             _ = plane.shutdown.cancelled() => return Ok(()),

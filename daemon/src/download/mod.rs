@@ -123,6 +123,7 @@ impl Download {
             None,
         ));
         holding.set_group_id(record.group_id.clone());
+        holding.set_file(storage.file());
         let start = rand::random::<u32>() as usize;
         Ok(Self {
             key,

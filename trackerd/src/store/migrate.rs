@@ -198,4 +198,28 @@ mod tests {
         let g1 = store.read(|t| Ok(t.group("g1")?)).unwrap().unwrap();
         assert_eq!(g1.files, 3);
     }
+
+    #[test]
+    fn a_release_0_1_0_database_is_counted_on_upgrade() {
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/v0.1.0/tracker-1/tracker.redb"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(fixture, dir.path().join(super::super::DB_FILE)).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // friends (alice's, holiday.bin by alice) and solo (carol's, notes.txt by carol).
+        for (name, owned, added) in [("alice", 1, 1), ("bob", 0, 0), ("carol", 1, 1)] {
+            let record = user(&store, name);
+            assert_eq!(
+                (record.groups_owned, record.files_added),
+                (owned, added),
+                "{name}"
+            );
+        }
+        for group in ["friends", "solo"] {
+            let record = store.read(|t| Ok(t.group(group)?)).unwrap().unwrap();
+            assert_eq!(record.files, 1, "{group}");
+        }
+    }
 }

@@ -74,7 +74,7 @@ fn apply(tables: &mut Tables<'_>, entry: &LogEntry) -> Result<(), StoreError> {
                 requests: Vec::new(),
                 files: 0,
             })?;
-            tables.update_user(owner, |u| u.groups_owned += 1)
+            tables.update_user(owner, |u| u.groups_owned = u.groups_owned.saturating_add(1))
         }
         LogEntry::JoinRequested { group, user } => tables.update_group(group, |g| {
             if !g.has_requested(user) && !g.is_member(user) {
@@ -112,7 +112,9 @@ fn apply(tables: &mut Tables<'_>, entry: &LogEntry) -> Result<(), StoreError> {
                         tables.update_user(user, |u| {
                             u.groups_owned = u.groups_owned.saturating_sub(1)
                         })?;
-                        tables.update_user(first, |u| u.groups_owned += 1)?;
+                        tables.update_user(first, |u| {
+                            u.groups_owned = u.groups_owned.saturating_add(1)
+                        })?;
                     }
                     tables.put_group(&record)
                 }
@@ -123,8 +125,8 @@ fn apply(tables: &mut Tables<'_>, entry: &LogEntry) -> Result<(), StoreError> {
         LogEntry::FileAdded { group, meta, user } => {
             // Counted only when new, so the counters stay right whatever the log holds.
             if tables.file(group, &meta.name)?.is_none() {
-                tables.update_group(group, |g| g.files += 1)?;
-                tables.update_user(user, |u| u.files_added += 1)?;
+                tables.update_group(group, |g| g.files = g.files.saturating_add(1))?;
+                tables.update_user(user, |u| u.files_added = u.files_added.saturating_add(1))?;
             }
             tables.put_file(&FileRecord {
                 group: group.clone(),

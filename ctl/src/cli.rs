@@ -82,13 +82,18 @@ pub enum Command {
         #[arg(value_name = "group_id")]
         group: String,
     },
-    /// List all groups and your membership in each
-    ListGroups,
+    /// List the groups (by name, a page at a time) and your membership in each
+    ListGroups {
+        #[command(flatten)]
+        page: PageOpts,
+    },
     /// List the pending join requests of a group you own
     ListRequests {
         /// Group id: 1 to 64 of A-Z a-z 0-9 . _ -
         #[arg(value_name = "group_id")]
         group: String,
+        #[command(flatten)]
+        page: PageOpts,
     },
     /// Let a user who asked to join into a group you own
     AcceptRequest {
@@ -108,11 +113,13 @@ pub enum Command {
         #[arg(value_name = "file_path")]
         path: PathBuf,
     },
-    /// List the files shared in a group
+    /// List the files shared in a group (by name, a page at a time)
     ListFiles {
         /// Group id: 1 to 64 of A-Z a-z 0-9 . _ -
         #[arg(value_name = "group_id")]
         group: String,
+        #[command(flatten)]
+        page: PageOpts,
     },
     /// Download a file of a group into a directory or to a new file path
     DownloadFile {
@@ -152,6 +159,18 @@ pub enum Command {
         #[arg(value_name = "fingerprint")]
         fingerprint: String,
     },
+}
+
+/// Which page of a long listing to show. The tracker sends at most 1000 entries per answer;
+/// when more remain, the last line says how to ask for the next page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct PageOpts {
+    /// Start after this entry (the last one the previous page showed)
+    #[arg(long, value_name = "NAME")]
+    pub after: Option<String>,
+    /// Show at most N entries (1 to 1000; default 1000)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: Option<u32>,
 }
 
 /// The clap command, for man pages and shell completions.
@@ -229,6 +248,32 @@ mod tests {
                 password: None
             }
         );
+    }
+
+    #[test]
+    fn listings_take_a_page() {
+        let cli = parse(&["list_files", "g1", "--after", "b.txt", "--limit", "2"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::ListFiles {
+                group: "g1".into(),
+                page: PageOpts {
+                    after: Some("b.txt".into()),
+                    limit: Some(2)
+                }
+            }
+        );
+        let cli = parse(&["list_groups"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::ListGroups {
+                page: PageOpts::default()
+            }
+        );
+        for bad in ["0", "1001", "-1", "x"] {
+            let err = parse(&["list_groups", "--limit", bad]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "--limit {bad}");
+        }
     }
 
     #[test]

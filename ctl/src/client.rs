@@ -105,12 +105,26 @@ mod tests {
             let (stream, _) = listener.accept().await.unwrap();
             let mut conn = MessageStream::new(stream, MAX_CONTROL_FRAME);
             let request = conn.recv::<CtlRequest>().await.unwrap().unwrap();
-            assert_eq!(request.cmd, CtlCommand::ListGroups);
+            assert_eq!(
+                request.cmd,
+                CtlCommand::ListGroups {
+                    after: None,
+                    limit: None
+                }
+            );
             let mut stream = conn.into_inner();
             stream.write_all(&answer).await.unwrap();
         });
         let stream = UnixStream::connect(&socket).await.unwrap();
-        let result = call(stream, &socket, CtlCommand::ListGroups).await;
+        let result = call(
+            stream,
+            &socket,
+            CtlCommand::ListGroups {
+                after: None,
+                limit: None,
+            },
+        )
+        .await;
         server.await.unwrap();
         result
     }
@@ -123,10 +137,19 @@ mod tests {
 
     #[tokio::test]
     async fn reply_is_returned() {
-        let body =
-            serde_json::to_vec(&CtlResponse::new(Ok(CtlReply::Groups { groups: vec![] }))).unwrap();
+        let body = serde_json::to_vec(&CtlResponse::new(Ok(CtlReply::Groups {
+            groups: vec![],
+            more: false,
+        })))
+        .unwrap();
         let reply = exchange(frame(&body)).await.unwrap();
-        assert_eq!(reply, CtlReply::Groups { groups: vec![] });
+        assert_eq!(
+            reply,
+            CtlReply::Groups {
+                groups: vec![],
+                more: false,
+            }
+        );
     }
 
     #[tokio::test]

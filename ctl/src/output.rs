@@ -77,18 +77,62 @@ pub fn json_error(error: &ErrorReply) -> String {
     })
 }
 
-/// The reply as lines for people, without a trailing newline. Each line is made safe for a
-/// terminal on its own, so a newline inside a name shows as `\x0a` instead of forging a line.
+/// The reply as lines for people, without a trailing newline; a listing with more pages ends
+/// with a line saying how to ask for the next one. Each line is made safe for a terminal on its
+/// own, so a newline inside a name shows as `\x0a` instead of forging a line.
 pub fn human(reply: &CtlReply) -> String {
+    let text = human_lines(reply);
+    match more_hint(reply) {
+        Some(hint) => format!("{text}\n{}", terminal::safe(&hint)),
+        None => text,
+    }
+}
+
+/// `(more: p2pctl list_files g1 --after NAME)` when a listing stopped at its page's end: the
+/// command that shows the next page, with the last name shell-quoted where it needs to be.
+fn more_hint(reply: &CtlReply) -> Option<String> {
+    let (command, last) = match reply {
+        CtlReply::Groups { groups, more: true } => {
+            ("list_groups".to_owned(), &groups.last()?.group)
+        }
+        CtlReply::Files {
+            group,
+            files,
+            more: true,
+        } => (format!("list_files {group}"), &files.last()?.name),
+        CtlReply::Requests {
+            group,
+            users,
+            more: true,
+        } => (format!("list_requests {group}"), users.last()?),
+        _ => return None,
+    };
+    Some(format!(
+        "(more: p2pctl {command} --after {})",
+        shell_word(last)
+    ))
+}
+
+/// `word` as one shell word: bare when it is plain, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._-+,:@%/=".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+fn human_lines(reply: &CtlReply) -> String {
     match reply {
         CtlReply::Done { message } => terminal::safe(message).into_owned(),
         CtlReply::Status(status) => status_lines(status),
-        CtlReply::Groups { groups } => list(groups, group_line, || "no groups".to_owned()),
-        CtlReply::Requests { group, users } => list(users, Clone::clone, || {
+        CtlReply::Groups { groups, .. } => list(groups, group_line, || "no groups".to_owned()),
+        CtlReply::Requests { group, users, .. } => list(users, Clone::clone, || {
             format!("no pending requests for {group}")
         }),
         CtlReply::Left(left) => terminal::safe(&left_line(left)).into_owned(),
-        CtlReply::Files { group, files } => {
+        CtlReply::Files { group, files, .. } => {
             list(files, file_line, || format!("no files in {group}"))
         }
         CtlReply::Downloads { downloads } => downloads_text(downloads),
@@ -316,12 +360,19 @@ pub(crate) mod tests {
                     membership: Membership::None,
                 },
             ],
+            more: false,
         };
         assert_eq!(
             human(&reply),
             "g1  owner: alice  members: 3  (owner)\ng2  owner: bob  members: 1  (none)"
         );
-        assert_eq!(human(&CtlReply::Groups { groups: vec![] }), "no groups");
+        assert_eq!(
+            human(&CtlReply::Groups {
+                groups: vec![],
+                more: false
+            }),
+            "no groups"
+        );
     }
 
     #[test]
@@ -344,11 +395,13 @@ pub(crate) mod tests {
         let reply = CtlReply::Requests {
             group: "g1".into(),
             users: vec!["bob".into(), "carol".into()],
+            more: false,
         };
         assert_eq!(human(&reply), "bob\ncarol");
         let reply = CtlReply::Requests {
             group: "g1".into(),
             users: vec![],
+            more: false,
         };
         assert_eq!(human(&reply), "no pending requests for g1");
     }
@@ -430,6 +483,7 @@ pub(crate) mod tests {
                     seeders: 1,
                 },
             ],
+            more: false,
         };
         assert_eq!(
             human(&reply),
@@ -438,8 +492,52 @@ pub(crate) mod tests {
         let reply = CtlReply::Files {
             group: "g1".into(),
             files: vec![],
+            more: false,
         };
         assert_eq!(human(&reply), "no files in g1");
+    }
+
+    #[test]
+    fn a_page_with_more_ends_with_the_next_command() {
+        let group = |name: &str| GroupInfo {
+            group: name.into(),
+            owner: "alice".into(),
+            members: 1,
+            membership: Membership::Owner,
+        };
+        let reply = CtlReply::Groups {
+            groups: vec![group("a"), group("b")],
+            more: true,
+        };
+        assert_eq!(
+            human(&reply),
+            "a  owner: alice  members: 1  (owner)\nb  owner: alice  members: 1  (owner)\n\
+             (more: p2pctl list_groups --after b)"
+        );
+        let reply = CtlReply::Files {
+            group: "g1".into(),
+            files: vec![FileInfo {
+                name: "it's here.txt".into(),
+                size: 1,
+                seeders: 0,
+            }],
+            more: true,
+        };
+        assert_eq!(
+            human(&reply).lines().last(),
+            Some(r"(more: p2pctl list_files g1 --after 'it'\''s here.txt')")
+        );
+        let reply = CtlReply::Requests {
+            group: "g1".into(),
+            users: vec!["bob".into()],
+            more: true,
+        };
+        assert_eq!(
+            human(&reply),
+            "bob\n(more: p2pctl list_requests g1 --after bob)"
+        );
+        let value: serde_json::Value = serde_json::from_str(&json_ok(&reply).unwrap()).unwrap();
+        assert_eq!(value["reply"]["more"], true);
     }
 
     #[test]

@@ -40,14 +40,25 @@ pub fn build(
         Command::CreateGroup { group } => CtlCommand::CreateGroup { group },
         Command::JoinGroup { group } => CtlCommand::JoinGroup { group },
         Command::LeaveGroup { group } => CtlCommand::LeaveGroup { group },
-        Command::ListGroups => CtlCommand::ListGroups,
-        Command::ListRequests { group } => CtlCommand::ListRequests { group },
+        Command::ListGroups { page } => CtlCommand::ListGroups {
+            after: page.after,
+            limit: page.limit,
+        },
+        Command::ListRequests { group, page } => CtlCommand::ListRequests {
+            group,
+            after: page.after,
+            limit: page.limit,
+        },
         Command::AcceptRequest { group, user } => CtlCommand::AcceptRequest { group, user },
         Command::UploadFile { group, path } => CtlCommand::UploadFile {
             group,
             path: absolute(&path)?,
         },
-        Command::ListFiles { group } => CtlCommand::ListFiles { group },
+        Command::ListFiles { group, page } => CtlCommand::ListFiles {
+            group,
+            after: page.after,
+            limit: page.limit,
+        },
         Command::DownloadFile {
             group,
             file,

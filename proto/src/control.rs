@@ -55,9 +55,19 @@ pub enum CtlCommand {
     LeaveGroup {
         group: String,
     },
-    ListGroups,
+    /// One page of groups (see the tracker's `list_groups`).
+    ListGroups {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     ListRequests {
         group: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     AcceptRequest {
         group: String,
@@ -69,6 +79,10 @@ pub enum CtlCommand {
     },
     ListFiles {
         group: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     DownloadFile {
         group: String,
@@ -117,17 +131,25 @@ pub enum CtlReply {
         message: String,
     },
     Status(DaemonStatus),
+    /// One page of groups; `more` when groups after the last one remain (ask again with
+    /// `after` set to the last name).
     Groups {
         groups: Vec<GroupInfo>,
+        #[serde(default)]
+        more: bool,
     },
     Requests {
         group: String,
         users: Vec<String>,
+        #[serde(default)]
+        more: bool,
     },
     Left(LeftGroup),
     Files {
         group: String,
         files: Vec<FileInfo>,
+        #[serde(default)]
+        more: bool,
     },
     Downloads {
         downloads: Vec<DownloadInfo>,

@@ -32,6 +32,9 @@ pub enum ErrorKind {
     /// Too many attempts (logins, accounts) or too much work queued; the message says when to
     /// try again.
     RateLimited,
+    /// A documented limit (groups owned, files added, members of a group, ...) is reached;
+    /// the message names it and what would make room.
+    LimitReached,
 }
 
 /// An error reply: a kind for scripts and a one-line message for people.
@@ -73,6 +76,11 @@ impl ErrorReply {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, message)
+    }
+
+    /// A `limit_reached` answer.
+    pub fn limit_reached(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::LimitReached, message)
     }
 
     pub fn not_logged_in() -> Self {

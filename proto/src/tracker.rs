@@ -73,9 +73,22 @@ pub enum TrackerCall {
     LeaveGroup {
         group: String,
     },
-    ListGroups,
+    /// One page of the groups, ordered by name: those after `after` (the last name of the
+    /// previous page), at most `limit` (default and most [`MAX_PAGE`](crate::views::MAX_PAGE)).
+    ListGroups {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// One page of a group's pending join requests, in the order they were made: those after
+    /// user `after`, at most `limit`.
     ListRequests {
         group: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     AcceptRequest {
         group: String,
@@ -91,11 +104,17 @@ pub enum TrackerCall {
         file: FileMeta,
         port: u16,
     },
+    /// One page of a group's files, ordered by name: those after `after`, at most `limit`.
     ListFiles {
         group: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     /// Everything needed to start downloading a file: its metadata (with every piece hash),
-    /// the peers online with it and a fresh grant for the caller.
+    /// the peers online with it and a fresh grant for the caller. A daemon asks for it once,
+    /// when a download starts; a running download asks for [`TrackerCall::Peers`] instead.
     FetchFile {
         group: String,
         name: String,
@@ -145,6 +164,11 @@ pub struct ShareVerdict {
     pub reason: Option<String>,
 }
 
+/// The most peers one `fetch_file` or `peers` answer lists, chosen at random among those
+/// online with the file: a download asks again every second, so over a few rounds it meets
+/// many more, and the answer stays small however large the swarm.
+pub const MAX_PEERS: usize = 200;
+
 /// A peer holding a file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerInfo {
@@ -169,7 +193,7 @@ impl TrackerCall {
             TrackerCall::CreateGroup { .. } => "create_group",
             TrackerCall::JoinGroup { .. } => "join_group",
             TrackerCall::LeaveGroup { .. } => "leave_group",
-            TrackerCall::ListGroups => "list_groups",
+            TrackerCall::ListGroups { .. } => "list_groups",
             TrackerCall::ListRequests { .. } => "list_requests",
             TrackerCall::AcceptRequest { .. } => "accept_request",
             TrackerCall::SigningKey => "signing_key",
@@ -222,12 +246,17 @@ pub enum TrackerReply {
         user: String,
         token: String,
     },
+    /// One page of groups; `more` when groups after the last one remain.
     Groups {
         groups: Vec<GroupInfo>,
+        #[serde(default)]
+        more: bool,
     },
     Requests {
         group: String,
         users: Vec<String>,
+        #[serde(default)]
+        more: bool,
     },
     Left(LeftGroup),
     SigningKey {
@@ -240,6 +269,8 @@ pub enum TrackerReply {
     Files {
         group: String,
         files: Vec<FileInfo>,
+        #[serde(default)]
+        more: bool,
     },
     FileDetails {
         group: String,
@@ -266,5 +297,49 @@ impl TrackerRequest {
             session,
             call,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listings_from_before_pages_still_parse() {
+        // A request without a page asks for the first one; a reply without `more` has none.
+        let call: TrackerCall = serde_json::from_str(r#"{"op":"list_groups"}"#).unwrap();
+        assert_eq!(
+            call,
+            TrackerCall::ListGroups {
+                after: None,
+                limit: None
+            }
+        );
+        let call: TrackerCall =
+            serde_json::from_str(r#"{"op":"list_files","group":"g1"}"#).unwrap();
+        assert!(matches!(
+            call,
+            TrackerCall::ListFiles {
+                after: None,
+                limit: None,
+                ..
+            }
+        ));
+        let reply: TrackerReply =
+            serde_json::from_str(r#"{"reply":"groups","groups":[]}"#).unwrap();
+        assert_eq!(
+            reply,
+            TrackerReply::Groups {
+                groups: Vec::new(),
+                more: false
+            }
+        );
+        // And the first page is sent as before.
+        let sent = serde_json::to_string(&TrackerCall::ListGroups {
+            after: None,
+            limit: None,
+        })
+        .unwrap();
+        assert_eq!(sent, r#"{"op":"list_groups"}"#);
     }
 }

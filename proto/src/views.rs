@@ -2,7 +2,24 @@
 //! it, a file of a group, the outcome of leaving a group. The tracker sends them to `p2pd`,
 //! which hands them on to `p2pctl` unchanged; neither protocol module owns them.
 
+use crate::ErrorReply;
 use serde::{Deserialize, Serialize};
+
+/// The most items one page of a growing listing (`list_groups`, `list_files`,
+/// `list_requests`) carries, and the page size when none is asked for. A page of 1,000 groups
+/// or files is a few hundred KiB of JSON, well inside every frame limit.
+pub const MAX_PAGE: u32 = 1000;
+
+/// The page size a request asks for: `None` is [`MAX_PAGE`]; 0 or more than [`MAX_PAGE`] is
+/// refused.
+pub fn page_limit(limit: Option<u32>) -> Result<usize, ErrorReply> {
+    match limit.unwrap_or(MAX_PAGE) {
+        n @ 1..=MAX_PAGE => Ok(n as usize),
+        n => Err(ErrorReply::invalid(format!(
+            "limit must be 1 to {MAX_PAGE}, not {n}"
+        ))),
+    }
+}
 
 /// One group as `list_groups` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

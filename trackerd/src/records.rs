@@ -6,10 +6,21 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// A user account. Only the argon2 PHC string of the password is kept.
+///
+/// The counters are kept by `store::apply` as groups and files come and go, so a limit is
+/// checked without scanning (see `commands::limits`); a database from before them is recounted
+/// once at start-up (`store::migrate`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
     pub user: String,
     pub password_hash: String,
+    /// Groups this user owns now: created, or inherited when an owner left.
+    #[serde(default)]
+    pub groups_owned: u64,
+    /// Files this user registered that are still registered (a removed group takes its files
+    /// with it).
+    #[serde(default)]
+    pub files_added: u64,
 }
 
 /// A session, stored under the SHA-256 of its token.
@@ -42,6 +53,9 @@ pub struct GroupRecord {
     pub owner: String,
     pub members: Vec<String>,
     pub requests: Vec<String>,
+    /// How many files are registered in the group (kept by `store::apply`).
+    #[serde(default)]
+    pub files: u64,
 }
 
 impl GroupRecord {

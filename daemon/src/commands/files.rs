@@ -77,10 +77,25 @@ pub async fn upload(
     )))
 }
 
-pub async fn list(daemon: &Daemon, group: String) -> Result<CtlReply, ErrorReply> {
+/// One page of a group's files (see `groups::list`).
+pub async fn list(
+    daemon: &Daemon,
+    group: String,
+    after: Option<String>,
+    limit: Option<u32>,
+) -> Result<CtlReply, ErrorReply> {
     validate_id("group id", &group)?;
-    match daemon.user().call(TrackerCall::ListFiles { group }).await? {
-        TrackerReply::Files { group, files } => Ok(CtlReply::Files { group, files }),
+    p2p_proto::views::page_limit(limit)?;
+    match daemon
+        .user()
+        .call(TrackerCall::ListFiles {
+            group,
+            after,
+            limit,
+        })
+        .await?
+    {
+        TrackerReply::Files { group, files, more } => Ok(CtlReply::Files { group, files, more }),
         other => Err(unexpected(other)),
     }
 }

@@ -7,6 +7,7 @@ use p2p_proto::ErrorReply;
 use p2p_proto::control::CtlReply;
 use p2p_proto::ids::validate_id;
 use p2p_proto::tracker::{TrackerCall, TrackerReply};
+use p2p_proto::views::page_limit;
 
 pub async fn create(daemon: &Daemon, group: String) -> Result<CtlReply, ErrorReply> {
     validate_id("group id", &group)?;
@@ -63,21 +64,43 @@ pub async fn leave(daemon: &Daemon, group: String) -> Result<CtlReply, ErrorRepl
     Ok(CtlReply::Left(left))
 }
 
-pub async fn list(daemon: &Daemon) -> Result<CtlReply, ErrorReply> {
-    match daemon.user().call(TrackerCall::ListGroups).await? {
-        TrackerReply::Groups { groups } => Ok(CtlReply::Groups { groups }),
+/// One page of groups: the tracker decides the page (`after`, `limit`), the daemon passes it on.
+pub async fn list(
+    daemon: &Daemon,
+    after: Option<String>,
+    limit: Option<u32>,
+) -> Result<CtlReply, ErrorReply> {
+    page_limit(limit)?;
+    match daemon
+        .user()
+        .call(TrackerCall::ListGroups { after, limit })
+        .await?
+    {
+        TrackerReply::Groups { groups, more } => Ok(CtlReply::Groups { groups, more }),
         other => Err(unexpected(other)),
     }
 }
 
-pub async fn list_requests(daemon: &Daemon, group: String) -> Result<CtlReply, ErrorReply> {
+pub async fn list_requests(
+    daemon: &Daemon,
+    group: String,
+    after: Option<String>,
+    limit: Option<u32>,
+) -> Result<CtlReply, ErrorReply> {
     validate_id("group id", &group)?;
+    page_limit(limit)?;
     match daemon
         .user()
-        .call(TrackerCall::ListRequests { group })
+        .call(TrackerCall::ListRequests {
+            group,
+            after,
+            limit,
+        })
         .await?
     {
-        TrackerReply::Requests { group, users } => Ok(CtlReply::Requests { group, users }),
+        TrackerReply::Requests { group, users, more } => {
+            Ok(CtlReply::Requests { group, users, more })
+        }
         other => Err(unexpected(other)),
     }
 }

@@ -42,7 +42,10 @@ fn friendly(request: &TrackerRequest) -> Option<Result<TrackerReply, ErrorReply>
             ErrorKind::AuthFailed,
             "wrong user id or password",
         )),
-        TrackerCall::ListGroups => Ok(TrackerReply::Groups { groups: Vec::new() }),
+        TrackerCall::ListGroups { .. } => Ok(TrackerReply::Groups {
+            groups: Vec::new(),
+            more: false,
+        }),
         _ => Ok(TrackerReply::Done),
     })
 }
@@ -121,7 +124,12 @@ async fn login_keeps_the_trackers_token_in_the_database_and_uses_it() {
     assert_eq!(f.stored_user().as_deref(), Some("alice"));
     let stored = f.daemon.plane.state.blocking().session().unwrap().unwrap();
     assert_eq!(stored.token, TOKEN, "the token is the tracker's");
-    f.run(CtlCommand::ListGroups).await.unwrap();
+    f.run(CtlCommand::ListGroups {
+        after: None,
+        limit: None,
+    })
+    .await
+    .unwrap();
     let sent = f.tracker.requests().last().unwrap().session.clone();
     assert_eq!(sent.as_deref(), Some(TOKEN));
 }
@@ -165,7 +173,10 @@ async fn another_user_must_log_the_first_out() {
 async fn commands_before_login_never_reach_the_tracker() {
     let f = Fixture::new(friendly).await;
     for cmd in [
-        CtlCommand::ListGroups,
+        CtlCommand::ListGroups {
+            after: None,
+            limit: None,
+        },
         CtlCommand::CreateGroup { group: "g".into() },
         CtlCommand::ShowDownloads,
         CtlCommand::Logout,
@@ -180,7 +191,7 @@ async fn commands_before_login_never_reach_the_tracker() {
 async fn a_tracker_that_forgot_the_session_logs_the_daemon_out() {
     let f = Fixture::new(|request| {
         Some(match request.call {
-            TrackerCall::ListGroups => Err(ErrorReply::new(
+            TrackerCall::ListGroups { .. } => Err(ErrorReply::new(
                 ErrorKind::NotLoggedIn,
                 "session expired or unknown; log in again",
             )),
@@ -189,7 +200,13 @@ async fn a_tracker_that_forgot_the_session_logs_the_daemon_out() {
     })
     .await;
     f.login().await;
-    let err = f.run(CtlCommand::ListGroups).await.unwrap_err();
+    let err = f
+        .run(CtlCommand::ListGroups {
+            after: None,
+            limit: None,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotLoggedIn);
     assert_eq!(f.stored_user(), None);
     assert!(f.daemon.session.get().is_none());
@@ -223,8 +240,13 @@ async fn list_groups_hands_the_trackers_answer_on() {
     let answer = group.clone();
     let f = Fixture::new(move |request| {
         Some(match request.call {
-            TrackerCall::ListGroups => Ok(TrackerReply::Groups {
+            // The page asked for reaches the tracker unchanged, and `more` comes back.
+            TrackerCall::ListGroups {
+                after: Some(ref after),
+                limit: Some(1),
+            } if after == "f" => Ok(TrackerReply::Groups {
                 groups: vec![answer.clone()],
+                more: true,
             }),
             _ => friendly(request)?,
         })
@@ -232,11 +254,25 @@ async fn list_groups_hands_the_trackers_answer_on() {
     .await;
     f.login().await;
     assert_eq!(
-        f.run(CtlCommand::ListGroups).await,
+        f.run(CtlCommand::ListGroups {
+            after: Some("f".into()),
+            limit: Some(1),
+        })
+        .await,
         Ok(CtlReply::Groups {
-            groups: vec![group]
+            groups: vec![group],
+            more: true,
         })
     );
+    // A page size the tracker would refuse is refused before asking it.
+    let err = f
+        .run(CtlCommand::ListGroups {
+            after: None,
+            limit: Some(0),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidArgument, "{err:?}");
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! `accept_request <group> <user>`: the owner lets a user who asked into the group.
+//! `accept_request <group> <user>`: the owner lets a user who asked into the group, while it
+//! has fewer than [`Limits::members_per_group`](super::Limits) members.
 
 use super::{Caller, Ctx, existing_group};
 use crate::log::LogEntry;
@@ -16,6 +17,7 @@ pub async fn run(
 ) -> Result<TrackerReply, ErrorReply> {
     validate_id("group id", &group)?;
     validate_id("user id", &user)?;
+    let limits = ctx.limits;
     ctx.write(id, move |t| {
         let record = existing_group(t, &group)?;
         if record.owner != caller.user {
@@ -39,6 +41,7 @@ pub async fn run(
                 format!("{user} has not asked to join {group}"),
             ));
         }
+        limits.accept_member(&record)?;
         Ok(Decision {
             entries: vec![LogEntry::RequestAccepted {
                 group: group.clone(),

@@ -1,5 +1,6 @@
 //! `create_group <group>`: a new group owned by the caller, with a fresh internal id (a group
-//! removed earlier under the same name shares nothing with it).
+//! removed earlier under the same name shares nothing with it). A user owns at most
+//! [`Limits::groups_per_user`](super::Limits) groups.
 
 use super::{Caller, Ctx};
 use crate::log::LogEntry;
@@ -16,6 +17,7 @@ pub async fn run(
     group: String,
 ) -> Result<TrackerReply, ErrorReply> {
     validate_id("group id", &group)?;
+    let limits = ctx.limits;
     ctx.write(id, move |t| {
         if t.group(&group)?.is_some() {
             return Err(ErrorReply::new(
@@ -23,6 +25,7 @@ pub async fn run(
                 format!("group {group} already exists"),
             ));
         }
+        limits.create_group(&caller.user, t.user(&caller.user)?.as_ref())?;
         Ok(Decision {
             entries: vec![LogEntry::GroupCreated {
                 group: group.clone(),

@@ -1,4 +1,5 @@
-//! `join_group <group>`: asks the owner to let the caller in.
+//! `join_group <group>`: asks the owner to let the caller in. At most
+//! [`Limits::requests_per_group`](super::Limits) requests wait in one group.
 
 use super::{Caller, Ctx, existing_group};
 use crate::log::LogEntry;
@@ -14,6 +15,7 @@ pub async fn run(
     group: String,
 ) -> Result<TrackerReply, ErrorReply> {
     validate_id("group id", &group)?;
+    let limits = ctx.limits;
     ctx.write(id, move |t| {
         let record = existing_group(t, &group)?;
         if record.is_member(&caller.user) {
@@ -28,6 +30,7 @@ pub async fn run(
                 format!("you already asked to join {group}; the owner has not accepted yet"),
             ));
         }
+        limits.request_join(&record)?;
         Ok(Decision {
             entries: vec![LogEntry::JoinRequested {
                 group: group.clone(),

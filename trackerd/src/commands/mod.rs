@@ -14,6 +14,7 @@ mod create_user;
 mod fetch_file;
 mod join_group;
 mod leave_group;
+mod limits;
 mod list_files;
 mod list_groups;
 mod list_requests;
@@ -23,6 +24,8 @@ mod peers;
 mod signing_key;
 mod stop_share;
 mod upload_file;
+
+pub use limits::Limits;
 
 use crate::log::LogEntry;
 use crate::password::PasswordHasherPool;
@@ -85,6 +88,8 @@ pub struct Ctx {
     pub hasher: PasswordHasherPool,
     pub tracker_no: usize,
     pub policy: Policy,
+    /// What one account and one group may hold (see [`Limits`]).
+    pub limits: Limits,
     /// Who holds which file now. Locked only briefly, never across an `.await`.
     pub swarm: Arc<Mutex<Swarm>>,
     /// Login and account rates per source, delays per account.
@@ -101,6 +106,7 @@ impl Ctx {
             hasher: PasswordHasherPool::new(hash_workers),
             tracker_no,
             policy,
+            limits: Limits::default(),
             swarm: Arc::new(Mutex::new(Swarm::new())),
             throttle: Arc::new(crate::throttle::Throttle::new(policy.rates)),
         }
@@ -189,15 +195,25 @@ pub async fn dispatch(
                 }
                 TrackerCall::JoinGroup { group } => join_group::run(ctx, id, caller, group).await,
                 TrackerCall::LeaveGroup { group } => leave_group::run(ctx, id, caller, group).await,
-                TrackerCall::ListGroups => list_groups::run(ctx, caller).await,
-                TrackerCall::ListRequests { group } => list_requests::run(ctx, caller, group).await,
+                TrackerCall::ListGroups { after, limit } => {
+                    list_groups::run(ctx, caller, after, limit).await
+                }
+                TrackerCall::ListRequests {
+                    group,
+                    after,
+                    limit,
+                } => list_requests::run(ctx, caller, group, after, limit).await,
                 TrackerCall::AcceptRequest { group, user } => {
                     accept_request::run(ctx, id, caller, group, user).await
                 }
                 TrackerCall::UploadFile { group, file, port } => {
                     upload_file::run(ctx, id, caller, origin.addr, group, file, port).await
                 }
-                TrackerCall::ListFiles { group } => list_files::run(ctx, caller, group).await,
+                TrackerCall::ListFiles {
+                    group,
+                    after,
+                    limit,
+                } => list_files::run(ctx, caller, group, after, limit).await,
                 TrackerCall::FetchFile { group, name } => {
                     fetch_file::run(ctx, caller, group, name).await
                 }

@@ -1,6 +1,7 @@
 //! `peers <group> <name>`: what a running download asks for every second or so: the peers
 //! online with the file and a fresh grant. Unlike `fetch_file` it does not carry the piece
-//! hashes the downloader already has, so the answer stays small however large the file.
+//! hashes the downloader already has, so the answer stays small however large the file; and
+//! it lists at most [`MAX_PEERS`] peers, so it stays small however large the swarm.
 
 use super::{Caller, Ctx, existing_file, member_group, no_key, validate_file_name};
 use crate::records::{FileRecord, GroupRecord};
@@ -8,7 +9,8 @@ use ed25519_dalek::SigningKey;
 use p2p_proto::ErrorReply;
 use p2p_proto::grant::{Grant, GrantTerms, unix_now};
 use p2p_proto::ids::validate_id;
-use p2p_proto::tracker::{PeerInfo, TrackerReply};
+use p2p_proto::tracker::{MAX_PEERS, PeerInfo, TrackerReply};
+use rand::seq::SliceRandom;
 use std::time::Instant;
 
 pub async fn run(
@@ -36,7 +38,8 @@ pub async fn run(
     })
 }
 
-/// The live holders of `file` other than the caller, and a grant for the caller's key.
+/// The live holders of `file` other than the caller (at most [`MAX_PEERS`] of them, chosen at
+/// random, complete ones first), and a grant for the caller's key.
 pub(super) fn grant_and_peers(
     ctx: &Ctx,
     caller: &Caller,
@@ -48,6 +51,16 @@ pub(super) fn grant_and_peers(
     let now = Instant::now();
     let mut peers = ctx.swarm(|s| s.peers(&group.group, &file.meta.name, now));
     peers.retain(|p| p.user != caller.user);
+    if peers.len() > MAX_PEERS {
+        // Another choice at each call: a download asking every second meets them all.
+        peers.shuffle(&mut rand::rng());
+        peers.truncate(MAX_PEERS);
+        peers.sort_by(|a, b| {
+            b.complete
+                .cmp(&a.complete)
+                .then_with(|| a.user.cmp(&b.user))
+        });
+    }
     let grant = Grant::issue(
         &key,
         GrantTerms {

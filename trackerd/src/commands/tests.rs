@@ -8,6 +8,7 @@ use p2p_proto::files::FileMeta;
 use p2p_proto::grant::{public_key_hex, unix_now};
 use p2p_proto::token::new_request_id;
 use p2p_proto::tracker::{Announced, PeerInfo, ShareVerdict};
+use p2p_proto::views::MAX_PAGE;
 
 struct Fixture {
     ctx: Ctx,
@@ -50,24 +51,35 @@ fn meta(name: &str, sha1_char: char) -> FileMeta {
     }
 }
 
+/// An account `user` (its password never checked here) with a session from its key.
+fn add_user(store: &Store, user: &str) {
+    store
+        .write(&new_request_id(), |_| {
+            Ok(Decision {
+                entries: vec![
+                    LogEntry::UserCreated {
+                        user: user.into(),
+                        password_hash: "not checked in these tests".into(),
+                    },
+                    LogEntry::SessionOpened {
+                        token_hash: token_hash(&token(user)),
+                        user: user.into(),
+                        key: Some(key_of(user)),
+                        at: unix_now(),
+                    },
+                ],
+                reply: TrackerReply::Done,
+            })
+        })
+        .unwrap();
+}
+
 impl Fixture {
     async fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         for user in ["alice", "bob", "carol"] {
-            store
-                .write(&new_request_id(), |_| {
-                    Ok(Decision {
-                        entries: vec![LogEntry::SessionOpened {
-                            token_hash: token_hash(&token(user)),
-                            user: user.into(),
-                            key: Some(key_of(user)),
-                            at: unix_now(),
-                        }],
-                        reply: TrackerReply::Done,
-                    })
-                })
-                .unwrap();
+            add_user(&store, user);
         }
         let fixture = Self {
             ctx: {
@@ -130,10 +142,7 @@ impl Fixture {
     }
 
     async fn seeders(&self, user: &str) -> Vec<(String, u64, usize)> {
-        match self
-            .ok(user, TrackerCall::ListFiles { group: "g".into() })
-            .await
-        {
+        match self.ok(user, list_files("g")).await {
             TrackerReply::Files { files, .. } => files
                 .into_iter()
                 .map(|f| (f.name, f.size, f.seeders))
@@ -148,6 +157,23 @@ fn upload(group: &str, file: FileMeta, port: u16) -> TrackerCall {
         group: group.into(),
         file,
         port,
+    }
+}
+
+/// The first page of the groups.
+fn list_groups() -> TrackerCall {
+    TrackerCall::ListGroups {
+        after: None,
+        limit: None,
+    }
+}
+
+/// The first page of `group`'s files.
+fn list_files(group: &str) -> TrackerCall {
+    TrackerCall::ListFiles {
+        group: group.into(),
+        after: None,
+        limit: None,
     }
 }
 
@@ -302,7 +328,7 @@ async fn outsiders_and_bad_arguments_are_refused() {
     f.ok("alice", upload("g", meta("a", 'a'), 7000)).await;
     for call in [
         upload("g", meta("b", 'b'), 7000),
-        TrackerCall::ListFiles { group: "g".into() },
+        list_files("g"),
         fetch("g", "a"),
         TrackerCall::StopShare {
             group: "g".into(),
@@ -313,14 +339,7 @@ async fn outsiders_and_bad_arguments_are_refused() {
         assert_eq!(e.kind, ErrorKind::PermissionDenied);
         assert_eq!(e.message, "you are not a member of g");
     }
-    let e = f
-        .err(
-            "alice",
-            TrackerCall::ListFiles {
-                group: "nope".into(),
-            },
-        )
-        .await;
+    let e = f.err("alice", list_files("nope")).await;
     assert_eq!(e.kind, ErrorKind::NotFound);
     let e = f.err("alice", upload("nope", meta("a", 'a'), 7000)).await;
     assert_eq!(e.kind, ErrorKind::NotFound);
@@ -340,7 +359,7 @@ async fn outsiders_and_bad_arguments_are_refused() {
     assert_eq!(e.kind, ErrorKind::InvalidArgument);
 
     // Without a session only the public calls answer.
-    let anonymous = TrackerRequest::new(new_request_id(), None, TrackerCall::ListGroups);
+    let anonymous = TrackerRequest::new(new_request_id(), None, list_groups());
     let e = dispatch(&f.ctx, origin("carol"), anonymous)
         .await
         .unwrap_err();
@@ -507,18 +526,15 @@ async fn a_group_created_again_is_another_group() {
 #[tokio::test]
 async fn a_session_works_only_from_the_key_that_opened_it() {
     let f = Fixture::new().await;
-    let alices_token_from_bobs_key = TrackerRequest::new(
-        new_request_id(),
-        Some(token("alice")),
-        TrackerCall::ListGroups,
-    );
+    let alices_token_from_bobs_key =
+        TrackerRequest::new(new_request_id(), Some(token("alice")), list_groups());
     let e = dispatch(&f.ctx, origin("bob"), alices_token_from_bobs_key)
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotLoggedIn);
     assert!(e.message.contains("another daemon's key"), "{e:?}");
     assert!(matches!(
-        f.call("alice", TrackerCall::ListGroups).await,
+        f.call("alice", list_groups()).await,
         Ok(TrackerReply::Groups { .. })
     ));
 }
@@ -542,7 +558,7 @@ async fn an_idle_session_expires_and_is_closed() {
             })
         })
         .unwrap();
-    let e = f.err("carol", TrackerCall::ListGroups).await;
+    let e = f.err("carol", list_groups()).await;
     assert_eq!(e.kind, ErrorKind::NotLoggedIn);
     assert!(e.message.contains("without use"), "{e:?}");
     let hash = token_hash(&token("carol"));
@@ -623,4 +639,333 @@ async fn login_makes_the_token_and_a_retry_gets_the_same_one() {
     );
     let key = f.ctx.store.signing_key().unwrap().unwrap();
     assert!(!public_key_hex(&key).is_empty());
+}
+
+/// Tighter limits than the defaults, so a test reaches each in a few calls.
+fn small_limits() -> Limits {
+    Limits {
+        groups_per_user: 3,
+        files_per_user: 2,
+        files_per_group: 3,
+        members_per_group: 3,
+        requests_per_group: 2,
+    }
+}
+
+impl Fixture {
+    /// A fixture whose tracker enforces `limits`.
+    async fn with_limits(limits: Limits) -> Self {
+        let mut f = Self::new().await;
+        f.ctx.limits = limits;
+        f
+    }
+
+    /// (groups owned, files added) as `user`'s record counts them.
+    fn counters(&self, user: &str) -> (u64, u64) {
+        let record = self.ctx.store.read(|t| Ok(t.user(user)?)).unwrap().unwrap();
+        (record.groups_owned, record.files_added)
+    }
+
+    fn group_files(&self, group: &str) -> u64 {
+        let record = self.ctx.store.read(|t| Ok(t.group(group)?)).unwrap();
+        record.map_or(0, |g| g.files)
+    }
+
+    async fn create(&self, user: &str, group: &str) -> Result<TrackerReply, ErrorReply> {
+        self.call(
+            user,
+            TrackerCall::CreateGroup {
+                group: group.into(),
+            },
+        )
+        .await
+    }
+
+    async fn leave(&self, user: &str, group: &str) {
+        self.ok(
+            user,
+            TrackerCall::LeaveGroup {
+                group: group.into(),
+            },
+        )
+        .await;
+    }
+
+    async fn accept(
+        &self,
+        owner: &str,
+        group: &str,
+        user: &str,
+    ) -> Result<TrackerReply, ErrorReply> {
+        self.call(
+            owner,
+            TrackerCall::AcceptRequest {
+                group: group.into(),
+                user: user.into(),
+            },
+        )
+        .await
+    }
+
+    async fn join(&self, user: &str, group: &str) -> Result<TrackerReply, ErrorReply> {
+        self.call(
+            user,
+            TrackerCall::JoinGroup {
+                group: group.into(),
+            },
+        )
+        .await
+    }
+}
+
+#[track_caller]
+fn assert_limit(result: Result<TrackerReply, ErrorReply>, message: &str) {
+    match result {
+        Err(e) => {
+            assert_eq!(e.kind, ErrorKind::LimitReached, "{e:?}");
+            assert_eq!(e.message, message);
+        }
+        Ok(reply) => panic!("expected limit_reached ({message}), got {reply:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_user_owns_at_most_the_group_limit_and_counts_follow_ownership() {
+    let f = Fixture::with_limits(small_limits()).await;
+    // alice owns g already.
+    f.create("alice", "g2").await.unwrap();
+    f.create("alice", "g3").await.unwrap();
+    assert_eq!(f.counters("alice").0, 3);
+    assert_limit(
+        f.create("alice", "g4").await,
+        "alice owns 3 groups, the most one user may own; leave one first",
+    );
+    assert!(f.ctx.store.read(|t| Ok(t.group("g4")?)).unwrap().is_none());
+    // Others are not held back by alice's groups.
+    f.create("bob", "b1").await.unwrap();
+
+    // A group removed (its last member left) no longer counts.
+    f.leave("alice", "g3").await;
+    assert_eq!(f.counters("alice").0, 2);
+    f.create("alice", "g4").await.unwrap();
+
+    // Ownership handed on moves the count, and what is inherited is kept even past the
+    // limit; only creating is refused.
+    f.create("bob", "b2").await.unwrap();
+    f.create("bob", "b3").await.unwrap();
+    assert_eq!(f.counters("bob").0, 3);
+    f.leave("alice", "g").await;
+    assert_eq!(f.counters("alice").0, 2);
+    assert_eq!(f.counters("bob").0, 4);
+    assert_limit(
+        f.create("bob", "b4").await,
+        "bob owns 4 groups, the most one user may own; leave one first",
+    );
+}
+
+#[tokio::test]
+async fn files_are_bounded_per_user_and_per_group() {
+    let f = Fixture::with_limits(small_limits()).await;
+    f.ok("alice", upload("g", meta("a", 'a'), 7000)).await;
+    f.ok("alice", upload("g", meta("b", 'b'), 7000)).await;
+    assert_eq!(f.counters("alice").1, 2);
+    assert_limit(
+        f.call("alice", upload("g", meta("c", 'c'), 7000)).await,
+        "alice has added 2 files, the most one user may add; files count until their group is \
+         removed",
+    );
+    // Becoming one more seeder of a registered file adds nothing, so it is never refused.
+    f.ok("alice", upload("g", meta("a", 'a'), 7001)).await;
+    f.ok("bob", upload("g", meta("a", 'a'), 7002)).await;
+    assert_eq!(f.counters("alice").1, 2);
+    assert_eq!(f.counters("bob").1, 0);
+    f.ok("bob", upload("g", meta("c", 'c'), 7002)).await;
+    assert_eq!(f.group_files("g"), 3);
+    assert_limit(
+        f.call("bob", upload("g", meta("d", 'd'), 7002)).await,
+        "g holds 3 files, the most one group may hold",
+    );
+    // The refused uploads registered nothing.
+    assert_eq!(f.seeders("alice").await.len(), 3);
+
+    // A removed group takes its files off every adder's count.
+    f.ok("bob", TrackerCall::CreateGroup { group: "h".into() })
+        .await;
+    f.ok("bob", upload("h", meta("e", 'e'), 7002)).await;
+    assert_eq!(f.counters("bob").1, 2);
+    f.leave("alice", "g").await;
+    f.leave("bob", "g").await;
+    assert_eq!(f.counters("alice").1, 0);
+    assert_eq!(f.counters("bob").1, 1);
+    f.ok("bob", upload("h", meta("f", 'f'), 7002)).await;
+}
+
+#[tokio::test]
+async fn members_and_waiting_requests_are_bounded_per_group() {
+    let f = Fixture::with_limits(small_limits()).await;
+    for user in ["dave", "erin"] {
+        add_user(&f.ctx.store, user);
+    }
+    // g has alice and bob; two may wait.
+    f.join("carol", "g").await.unwrap();
+    f.join("dave", "g").await.unwrap();
+    assert_limit(
+        f.join("erin", "g").await,
+        "g has 2 join requests waiting, the most one group may have; ask again once its owner \
+         has answered some",
+    );
+    f.accept("alice", "g", "carol").await.unwrap();
+    // carol's place in the queue is free again, but the group is full.
+    f.join("erin", "g").await.unwrap();
+    assert_limit(
+        f.accept("alice", "g", "dave").await,
+        "g has 3 members, the most one group may have",
+    );
+    // A member leaving makes room.
+    f.leave("bob", "g").await;
+    f.accept("alice", "g", "dave").await.unwrap();
+}
+
+#[tokio::test]
+async fn listings_come_in_pages_and_every_entry_once() {
+    let f = Fixture::new().await;
+    for user in ["bob", "carol"] {
+        for i in 0..4 {
+            f.create(user, &format!("{user}{i}")).await.unwrap();
+        }
+    }
+    // Nine groups in pages of two: every one once, in order, and `more` until the last.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let call = TrackerCall::ListGroups {
+            after: after.clone(),
+            limit: Some(2),
+        };
+        let TrackerReply::Groups { groups, more } = f.ok("alice", call).await else {
+            panic!("list_groups answered something else");
+        };
+        assert!(groups.len() <= 2);
+        seen.extend(groups.iter().map(|g| g.group.clone()));
+        after = groups.last().map(|g| g.group.clone());
+        if !more {
+            break;
+        }
+    }
+    let mut all: Vec<String> = ["bob", "carol"]
+        .iter()
+        .flat_map(|u| (0..4).map(move |i| format!("{u}{i}")))
+        .chain(["g".to_string()])
+        .collect();
+    all.sort();
+    assert_eq!(seen, all);
+    // A page that ends exactly at the last group says there is no more.
+    let call = TrackerCall::ListGroups {
+        after: Some("carol3".into()),
+        limit: Some(1),
+    };
+    let reply = f.ok("alice", call).await;
+    assert!(
+        matches!(&reply, TrackerReply::Groups { groups, more: false } if groups.len() == 1),
+        "{reply:?}"
+    );
+    for limit in [0, MAX_PAGE + 1] {
+        let call = TrackerCall::ListGroups {
+            after: None,
+            limit: Some(limit),
+        };
+        assert_eq!(f.err("alice", call).await.kind, ErrorKind::InvalidArgument);
+    }
+
+    // Files, by name.
+    for name in ["c", "a", "b"] {
+        f.ok("alice", upload("g", meta(name, 'a'), 7000)).await;
+    }
+    let page = |after: Option<&str>| TrackerCall::ListFiles {
+        group: "g".into(),
+        after: after.map(Into::into),
+        limit: Some(2),
+    };
+    let names = |reply: TrackerReply| match reply {
+        TrackerReply::Files { files, more, .. } => {
+            (files.into_iter().map(|f| f.name).collect::<Vec<_>>(), more)
+        }
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(
+        names(f.ok("bob", page(None)).await),
+        (vec!["a".into(), "b".into()], true)
+    );
+    assert_eq!(
+        names(f.ok("bob", page(Some("b"))).await),
+        (vec!["c".into()], false)
+    );
+
+    // Requests, in the order they were made.
+    for user in ["dave", "erin"] {
+        add_user(&f.ctx.store, user);
+    }
+    for user in ["erin", "carol", "dave"] {
+        f.join(user, "g").await.unwrap();
+    }
+    let page = |after: Option<&str>| TrackerCall::ListRequests {
+        group: "g".into(),
+        after: after.map(Into::into),
+        limit: Some(2),
+    };
+    let users = |reply: TrackerReply| match reply {
+        TrackerReply::Requests { users, more, .. } => (users, more),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(
+        users(f.ok("alice", page(None)).await),
+        (vec!["erin".into(), "carol".into()], true)
+    );
+    assert_eq!(
+        users(f.ok("alice", page(Some("carol"))).await),
+        (vec!["dave".into()], false)
+    );
+    // A cursor that is no longer waiting cannot be continued from.
+    f.accept("alice", "g", "carol").await.unwrap();
+    let e = f.err("alice", page(Some("carol"))).await;
+    assert_eq!(e.kind, ErrorKind::Conflict, "{e:?}");
+}
+
+#[tokio::test]
+async fn a_peer_list_is_bounded_and_keeps_the_piece_hashes_out_of_peers() {
+    let f = Fixture::new().await;
+    f.ok("alice", upload("g", meta("a", 'a'), 7000)).await;
+    let now = std::time::Instant::now();
+    let many = p2p_proto::tracker::MAX_PEERS + 50;
+    f.ctx.swarm(|s| {
+        for i in 0..many {
+            let addr: SocketAddr = format!("10.1.{}.{}:7000", i / 250, i % 250)
+                .parse()
+                .unwrap();
+            let user = format!("u{i}");
+            s.add(&user, "g", "a", addr, key_of(&user), i % 2 == 0, now);
+        }
+    });
+    let peers = f.peers("bob", "a").await;
+    assert_eq!(peers.len(), p2p_proto::tracker::MAX_PEERS);
+    let distinct: std::collections::HashSet<_> = peers.iter().map(|p| &p.user).collect();
+    assert_eq!(distinct.len(), peers.len(), "each peer once");
+    assert!(peers.iter().all(|p| p.user != "bob"));
+    // Complete peers first.
+    let first_partial = peers
+        .iter()
+        .position(|p| !p.complete)
+        .unwrap_or(peers.len());
+    assert!(peers[first_partial..].iter().all(|p| !p.complete));
+
+    let call = TrackerCall::Peers {
+        group: "g".into(),
+        name: "a".into(),
+    };
+    match f.ok("bob", call).await {
+        TrackerReply::Peers { peers, .. } => {
+            assert_eq!(peers.len(), p2p_proto::tracker::MAX_PEERS)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
 }

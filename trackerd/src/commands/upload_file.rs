@@ -4,7 +4,9 @@
 //! the registered file and logs nothing; the same name with other content is refused. A retry
 //! of an upload that was applied is answered from the log (request id), so it never meets its
 //! own file as a "different file". The reply names the group's internal id, which the daemon
-//! keeps with its share (grants name it).
+//! keeps with its share (grants name it). A new file counts against the uploader's and the
+//! group's limits ([`Limits::add_file`](super::Limits::add_file)); another seeder of a file
+//! already registered adds nothing and is never refused for them.
 
 use super::{Caller, Ctx, member_group, validate_port};
 use crate::log::LogEntry;
@@ -30,6 +32,7 @@ pub async fn run(
     validate_port(port)?;
     let (user, key) = (caller.user.clone(), caller.key);
     let (g, name) = (group.clone(), file.name.clone());
+    let limits = ctx.limits;
     let reply = ctx
         .write(id, move |t| {
             let record = member_group(t, &group, &caller.user)?;
@@ -52,6 +55,7 @@ pub async fn run(
                     reply,
                 });
             }
+            limits.add_file(&caller.user, t.user(&caller.user)?.as_ref(), &record)?;
             Ok(Decision {
                 entries: vec![LogEntry::FileAdded {
                     group: group.clone(),

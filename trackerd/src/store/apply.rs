@@ -41,6 +41,8 @@ fn apply(tables: &mut Tables<'_>, entry: &LogEntry) -> Result<(), StoreError> {
         } => tables.put_user(&UserRecord {
             user: user.clone(),
             password_hash: password_hash.clone(),
+            groups_owned: 0,
+            files_added: 0,
         }),
         LogEntry::SessionOpened {
             token_hash,
@@ -63,13 +65,17 @@ fn apply(tables: &mut Tables<'_>, entry: &LogEntry) -> Result<(), StoreError> {
             tables.update_session(token_hash, |s| s.key = Some(*key))
         }
         LogEntry::SessionClosed { token_hash } => tables.remove_session(token_hash),
-        LogEntry::GroupCreated { group, owner, id } => tables.put_group(&GroupRecord {
-            id: id.clone().unwrap_or_else(|| legacy_group_id(group)),
-            group: group.clone(),
-            owner: owner.clone(),
-            members: vec![owner.clone()],
-            requests: Vec::new(),
-        }),
+        LogEntry::GroupCreated { group, owner, id } => {
+            tables.put_group(&GroupRecord {
+                id: id.clone().unwrap_or_else(|| legacy_group_id(group)),
+                group: group.clone(),
+                owner: owner.clone(),
+                members: vec![owner.clone()],
+                requests: Vec::new(),
+                files: 0,
+            })?;
+            tables.update_user(owner, |u| u.groups_owned = u.groups_owned.saturating_add(1))
+        }
         LogEntry::JoinRequested { group, user } => tables.update_group(group, |g| {
             if !g.has_requested(user) && !g.is_member(user) {
                 g.requests.push(user.clone());
@@ -88,12 +94,27 @@ fn apply(tables: &mut Tables<'_>, entry: &LogEntry) -> Result<(), StoreError> {
             record.members.retain(|m| m != user);
             match record.members.first() {
                 None => {
+                    // The files go with the group: each adder has one file fewer.
+                    for adder in tables.group_file_adders(group)? {
+                        tables.update_user(&adder, |u| {
+                            u.files_added = u.files_added.saturating_sub(1)
+                        })?;
+                    }
+                    tables.update_user(&record.owner, |u| {
+                        u.groups_owned = u.groups_owned.saturating_sub(1)
+                    })?;
                     tables.remove_group_files(group)?;
                     tables.remove_group(group)
                 }
                 Some(first) => {
                     if record.owner == *user {
                         record.owner = first.clone();
+                        tables.update_user(user, |u| {
+                            u.groups_owned = u.groups_owned.saturating_sub(1)
+                        })?;
+                        tables.update_user(first, |u| {
+                            u.groups_owned = u.groups_owned.saturating_add(1)
+                        })?;
                     }
                     tables.put_group(&record)
                 }
@@ -101,10 +122,17 @@ fn apply(tables: &mut Tables<'_>, entry: &LogEntry) -> Result<(), StoreError> {
         }
         LogEntry::SigningKeyCreated { secret } => tables.put_secret(SIGNING_KEY, secret),
         LogEntry::SessionSecretCreated { secret } => tables.put_secret(SESSION_SECRET, secret),
-        LogEntry::FileAdded { group, meta, user } => tables.put_file(&FileRecord {
-            group: group.clone(),
-            meta: meta.clone(),
-            added_by: user.clone(),
-        }),
+        LogEntry::FileAdded { group, meta, user } => {
+            // Counted only when new, so the counters stay right whatever the log holds.
+            if tables.file(group, &meta.name)?.is_none() {
+                tables.update_group(group, |g| g.files = g.files.saturating_add(1))?;
+                tables.update_user(user, |u| u.files_added = u.files_added.saturating_add(1))?;
+            }
+            tables.put_file(&FileRecord {
+                group: group.clone(),
+                meta: meta.clone(),
+                added_by: user.clone(),
+            })
+        }
     }
 }

@@ -134,6 +134,60 @@ impl<T: ReadableTable<&'static str, &'static [u8]>> TableSet<T> {
         Ok(out)
     }
 
+    /// Up to `limit` groups named after `after` (from the first without it), ordered by name,
+    /// and whether more follow.
+    pub fn groups_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<GroupRecord>, bool), StoreError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let start = after.map_or(Unbounded, Excluded);
+        let range = self
+            .groups
+            .range::<&str>((start, Unbounded))
+            .map_err(db_err)?;
+        page(range, "groups", limit)
+    }
+
+    /// Up to `limit` files of `group` named after `after`, ordered by name, and whether more
+    /// follow.
+    pub fn group_files_page(
+        &self,
+        group: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<FileRecord>, bool), StoreError> {
+        use std::ops::Bound::{Excluded, Included};
+        let (start, end) = group_files_range(group);
+        let first = after.map(|name| file_key(group, name));
+        let start = first.as_deref().map_or(Included(start.as_str()), Excluded);
+        let range = self
+            .files
+            .range::<&str>((start, std::ops::Bound::Excluded(end.as_str())))
+            .map_err(db_err)?;
+        page(range, "files", limit)
+    }
+
+    /// Who added each file of `group` (one entry per file), reading no piece list.
+    pub fn group_file_adders(&self, group: &str) -> Result<Vec<String>, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct Adder {
+            added_by: String,
+        }
+        let (start, end) = group_files_range(group);
+        let mut out = Vec::new();
+        for item in self
+            .files
+            .range::<&str>(start.as_str()..end.as_str())
+            .map_err(db_err)?
+        {
+            let (_, value) = item.map_err(db_err)?;
+            out.push(parse_json::<Adder>("files", value.value())?.added_by);
+        }
+        Ok(out)
+    }
+
     /// The trackers' signing key, once one was created.
     pub fn signing_key(&self) -> Result<Option<SigningKey>, StoreError> {
         Ok(self
@@ -159,6 +213,23 @@ impl<T: ReadableTable<&'static str, &'static [u8]>> TableSet<T> {
                 reason: format!("{name} is not 64 hex characters"),
             })
     }
+}
+
+/// The first `limit` records of `range`, and whether another follows.
+fn page<'a, T: DeserializeOwned>(
+    range: redb::Range<'a, &'static str, &'static [u8]>,
+    table: &'static str,
+    limit: usize,
+) -> Result<(Vec<T>, bool), StoreError> {
+    let mut out = Vec::new();
+    for item in range {
+        let (_, value) = item.map_err(db_err)?;
+        if out.len() == limit {
+            return Ok((out, true));
+        }
+        out.push(parse_json(table, value.value())?);
+    }
+    Ok((out, false))
 }
 
 fn parse_json<T: DeserializeOwned>(table: &'static str, raw: &[u8]) -> Result<T, StoreError> {
@@ -239,6 +310,19 @@ impl Tables<'_> {
         if let Some(mut record) = self.session(token_hash)? {
             change(&mut record);
             self.put_session(token_hash, &record)?;
+        }
+        Ok(())
+    }
+
+    /// Changes a user in place; a missing user is left alone.
+    pub fn update_user(
+        &mut self,
+        user: &str,
+        change: impl FnOnce(&mut UserRecord),
+    ) -> Result<(), StoreError> {
+        if let Some(mut record) = self.user(user)? {
+            change(&mut record);
+            self.put_user(&record)?;
         }
         Ok(())
     }

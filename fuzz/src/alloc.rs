@@ -8,6 +8,15 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Bytes allocated by the whole process now (what the watchdog of the binary watches).
+static PROCESS: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes the whole process holds now.
+pub fn process_bytes() -> usize {
+    PROCESS.load(Ordering::Relaxed)
+}
 
 pub struct Counting;
 
@@ -17,6 +26,7 @@ thread_local! {
 }
 
 fn grew(bytes: usize) {
+    PROCESS.fetch_add(bytes, Ordering::Relaxed);
     // `try_with`: the counters may already be gone while a thread is being torn down.
     let _ = CURRENT.try_with(|c| {
         let now = c.get().saturating_add(bytes as isize);
@@ -30,6 +40,7 @@ fn grew(bytes: usize) {
 }
 
 fn shrank(bytes: usize) {
+    PROCESS.fetch_sub(bytes, Ordering::Relaxed);
     let _ = CURRENT.try_with(|c| c.set(c.get().saturating_sub(bytes as isize)));
 }
 

@@ -43,6 +43,9 @@ impl JsonSeeds {
         let mut v = self.values[rng.usize(0..self.values.len())].clone();
         for _ in 0..1 + rng.usize(0..4) {
             mutate::mutate_value(&mut v, rng, &self.values, &self.dict);
+            if serde_json::to_vec(&v).map_or(0, |b| b.len()) > self.max_len {
+                break;
+            }
         }
         serde_json::to_vec(&v).unwrap_or_default()
     }

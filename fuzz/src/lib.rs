@@ -48,7 +48,19 @@ impl Meter {
     /// Runs one decode, recording the most heap it held; more than `limit` bytes fails the
     /// input.
     pub fn decode<R>(&mut self, what: &str, limit: usize, f: impl FnOnce() -> R) -> R {
+        self.decode_then_limit(what, f, |_| limit)
+    }
+
+    /// Like [`decode`](Self::decode), with a limit that depends on what was decoded (how many
+    /// items a stream held).
+    pub fn decode_then_limit<R>(
+        &mut self,
+        what: &str,
+        f: impl FnOnce() -> R,
+        limit: impl FnOnce(&R) -> usize,
+    ) -> R {
         let (result, peak) = alloc::measure(f);
+        let limit = limit(&result);
         self.peak = self.peak.max(peak);
         if peak > limit && self.over.is_none() {
             self.over = Some(format!(
@@ -273,4 +285,16 @@ pub fn hex_preview(input: &[u8], max: usize) -> String {
 /// A target by name.
 pub fn target(name: &str) -> Option<&'static Target> {
     targets::all().iter().find(|t| t.name == name)
+}
+
+/// A fresh directory for the targets that read files: in /dev/shm when there is one (a file
+/// system in memory: a disk would make those targets wait on writes), else in the temp dir.
+pub fn scratch_dir() -> std::io::Result<tempfile::TempDir> {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(dir) = tempfile::Builder::new().prefix("p2p-fuzz").tempdir_in(shm)
+    {
+        return Ok(dir);
+    }
+    tempfile::Builder::new().prefix("p2p-fuzz").tempdir()
 }

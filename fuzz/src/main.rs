@@ -21,6 +21,10 @@ struct Args {
     /// program aborts.
     #[arg(long, default_value_t = 1000)]
     hang_ms: u64,
+    /// The process holding more heap than this (MiB) aborts, naming the input (a guard
+    /// against a runaway far over any target's limit, before the system runs out).
+    #[arg(long, default_value_t = 2048)]
+    memory_mb: usize,
     /// Where failing inputs are written [default: fuzz/crashes of the source tree].
     #[arg(long)]
     crashes: Option<PathBuf>,
@@ -38,10 +42,23 @@ struct Args {
 static CURRENT_TARGET: AtomicUsize = AtomicUsize::new(usize::MAX);
 static CURRENT_SEED: AtomicU64 = AtomicU64::new(0);
 
-fn watchdog(limit: Duration, crashes: PathBuf) {
+fn watchdog(limit: Duration, memory: usize, crashes: PathBuf) {
     std::thread::spawn(move || {
         loop {
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
+            let held = p2p_fuzz::alloc::process_bytes();
+            if held > memory {
+                // Said first: making the input again may take as much memory.
+                eprintln!(
+                    "MEMORY: the process holds {held} bytes, over {memory}, at {} input #{} (seed {})",
+                    targets::all()
+                        .get(CURRENT_TARGET.load(Ordering::Relaxed))
+                        .map_or("(replay)", |t| t.name),
+                    PROGRESS.index.load(Ordering::Relaxed),
+                    CURRENT_SEED.load(Ordering::Relaxed),
+                );
+                std::process::abort();
+            }
             let Some(index) = PROGRESS.stuck(limit) else {
                 continue;
             };
@@ -127,7 +144,11 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let crashes = args.crashes.clone().unwrap_or_else(p2p_fuzz::crash_dir);
-    watchdog(Duration::from_millis(args.hang_ms), crashes.clone());
+    watchdog(
+        Duration::from_millis(args.hang_ms),
+        args.memory_mb << 20,
+        crashes.clone(),
+    );
     if let Some(path) = &args.replay {
         let ok = replay(path, &chosen)?;
         std::process::exit(if ok { 0 } else { 1 });

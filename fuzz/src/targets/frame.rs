@@ -17,7 +17,7 @@ use tokio_util::codec::Encoder;
 pub const TARGET: Target = Target {
     name: "frame",
     about: "FrameCodec streams (tracker, control and cluster frames) split every way, limits 64 KiB and 16 MiB; bodies then read as tracker requests",
-    limit: "8 x stream + 64 KiB per feed (never the declared frame size)",
+    limit: "8 x stream + 64 KiB per feed, plus the vector of frames taken (never the declared frame size)",
     generate,
     check,
 };
@@ -82,9 +82,11 @@ fn check(input: &[u8], meter: &mut Meter) {
     for max in [MAX_TRACKER_FRAME_UNAUTHENTICATED, MAX_TRACKER_FRAME] {
         let mut first: Option<stream::Outcome<BytesMut>> = None;
         for split in stream::splits(input) {
-            let got = meter.decode("FrameCodec", stream::limit(input.len()), || {
-                stream::feed(FrameCodec::new(max), input, &split)
-            });
+            let got = meter.decode_then_limit(
+                "FrameCodec",
+                || stream::feed(FrameCodec::new(max), input, &split),
+                |got| stream::limit(input.len(), got),
+            );
             for frame in got.iter().flatten() {
                 assert!(frame.len() <= max, "a frame of {} bytes passed", frame.len());
             }

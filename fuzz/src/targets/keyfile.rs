@@ -99,7 +99,7 @@ fn with_files<R>(input: &[u8], f: impl FnOnce(&Scratch) -> R) -> R {
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         let scratch = s.get_or_insert_with(|| {
-            let dir = tempfile::tempdir().expect("a scratch directory for key files");
+            let dir = crate::scratch_dir().expect("a scratch directory for key files");
             Scratch {
                 key: dir.path().join("id.key"),
                 cluster: dir.path().join("cluster.key"),
@@ -107,9 +107,13 @@ fn with_files<R>(input: &[u8], f: impl FnOnce(&Scratch) -> R) -> R {
             }
         });
         for path in [&scratch.key, &scratch.cluster] {
+            let fresh = !path.exists();
             std::fs::write(path, input).expect("writing a scratch key file");
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-                .expect("chmod 600 of a scratch key file");
+            if fresh {
+                // Rewriting keeps the mode: once is enough.
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .expect("chmod 600 of a scratch key file");
+            }
         }
         f(scratch)
     })

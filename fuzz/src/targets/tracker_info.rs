@@ -81,7 +81,7 @@ fn scratch_file(input: &[u8]) -> Option<PathBuf> {
     SCRATCH.with(|s| {
         let mut s = s.borrow_mut();
         if s.is_none() {
-            let dir = tempfile::tempdir().ok()?;
+            let dir = crate::scratch_dir().ok()?;
             let path = dir.path().join("tracker_info.txt");
             *s = Some((dir, path));
         }

@@ -13,8 +13,7 @@ use p2p_proto::files::FileMeta;
 use p2p_proto::grant::{Grant, GrantTerms};
 use p2p_proto::identity::Fingerprint;
 use p2p_proto::tracker::{
-    Announced, PeerInfo, ShareVerdict, TrackerCall, TrackerReply, TrackerRequest,
-    TrackerResponse,
+    Announced, PeerInfo, ShareVerdict, TrackerCall, TrackerReply, TrackerRequest, TrackerResponse,
 };
 use p2p_proto::views::{FileInfo, GroupInfo, LeftGroup, Membership};
 use trackerd::log::{LogEntry, LogRecord};
@@ -285,7 +284,11 @@ pub fn tracker_responses() -> Vec<TrackerResponse> {
         .into_iter()
         .map(|r| TrackerResponse::new("00112233445566778899aabbccddeeff", Ok(r)))
         .collect();
-    out.extend(errors().into_iter().map(|e| TrackerResponse::new("", Err(e))));
+    out.extend(
+        errors()
+            .into_iter()
+            .map(|e| TrackerResponse::new("", Err(e))),
+    );
     out
 }
 

@@ -213,6 +213,8 @@ pub struct Report {
     /// Inputs decoded (up to and including a failing one).
     pub inputs: u64,
     pub elapsed: Duration,
+    /// The longest one input took (generation not included).
+    pub slowest: Duration,
     /// The most heap one decode held.
     pub peak: usize,
     pub found: Option<Found>,
@@ -225,10 +227,13 @@ pub fn fuzz(target: &Target, seed: u64, inputs: u64) -> Report {
     let mut peak = 0;
     let mut found = None;
     let mut done = 0;
+    let mut slowest = Duration::ZERO;
     for index in 0..inputs {
         let data = input(target, seed, index);
         PROGRESS.begin(index);
+        let began = Instant::now();
         let outcome = run_one(target, &data);
+        slowest = slowest.max(began.elapsed());
         PROGRESS.end();
         done = index + 1;
         match outcome {
@@ -248,6 +253,7 @@ pub fn fuzz(target: &Target, seed: u64, inputs: u64) -> Report {
         seed,
         inputs: done,
         elapsed: start.elapsed(),
+        slowest,
         peak,
         found,
     }

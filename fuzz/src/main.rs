@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(about = "Fuzz every decoder of untrusted bytes: generated and mutated inputs, no panic, bounded allocation, no hang")]
+#[command(
+    about = "Fuzz every decoder of untrusted bytes: generated and mutated inputs, no panic, bounded allocation, no hang"
+)]
 struct Args {
     /// Inputs per target.
     #[arg(long, default_value_t = 1_000_000)]
@@ -107,7 +109,10 @@ fn replay(path: &PathBuf, targets: &[(usize, &'static Target)]) -> anyhow::Resul
     PROGRESS.index.store(0, Ordering::Relaxed);
     match p2p_fuzz::run_one(target, &input) {
         Ok(peak) => {
-            println!("{}: ok, most heap held by one decode {peak} bytes", target.name);
+            println!(
+                "{}: ok, most heap held by one decode {peak} bytes",
+                target.name
+            );
             Ok(true)
         }
         Err(f) => {
@@ -129,8 +134,14 @@ fn row(r: &Report, crash: &str) -> String {
         Some(f) => format!("FAILED at input #{}: {} ({crash})", f.index, f.failure),
     };
     format!(
-        "| {} | {} | {:.1} | {:.0} | {} | {} |",
-        r.target, r.inputs, secs, rate, r.peak, result
+        "| {} | {} | {:.1} | {:.0} | {} | {:.1} | {} |",
+        r.target,
+        r.inputs,
+        secs,
+        rate,
+        r.peak,
+        r.slowest.as_secs_f64() * 1000.0,
+        result
     )
 }
 
@@ -163,8 +174,10 @@ fn main() -> anyhow::Result<()> {
         args.inputs
     );
     println!();
-    println!("| target | inputs | seconds | inputs/s | max bytes allocated | result |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| target | inputs | seconds | inputs/s | max bytes allocated | slowest input (ms) | result |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     let mut failed = false;
     for (i, target) in chosen {
         CURRENT_SEED.store(seed, Ordering::Relaxed);

@@ -368,7 +368,11 @@ fn mutate_once(data: &mut Vec<u8>, rng: &mut Rng, others: &[Vec<u8>], dict: &[Ve
             let n = [1, 2, 7, 100, 4096, 70_000][rng.usize(0..6)];
             // The longest only now and then: it is slow to feed, and one is enough to find
             // what length does.
-            let n = if n == 70_000 && rng.u8(0..8) != 0 { 300 } else { n };
+            let n = if n == 70_000 && rng.u8(0..8) != 0 {
+                300
+            } else {
+                n
+            };
             if rng.bool() {
                 data.extend((0..n).map(|_| rng.u8(..)));
             } else {

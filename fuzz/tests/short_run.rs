@@ -103,7 +103,12 @@ fn keyfile() {
 fn a_seed_and_an_index_give_the_same_input() {
     for t in targets::all() {
         for i in [0, 1, 77] {
-            assert_eq!(p2p_fuzz::input(t, 5, i), p2p_fuzz::input(t, 5, i), "{}", t.name);
+            assert_eq!(
+                p2p_fuzz::input(t, 5, i),
+                p2p_fuzz::input(t, 5, i),
+                "{}",
+                t.name
+            );
         }
         assert_ne!(
             (0..8).map(|i| p2p_fuzz::input(t, 5, i)).collect::<Vec<_>>(),

@@ -15,7 +15,7 @@ use trackerd::log::LogRecord;
 pub const TARGET: Target = Target {
     name: "cluster",
     about: "cluster frame bodies (frame::decode), the log records inside them (trackerd LogRecord, also from raw bytes) and cluster proofs",
-    limit: "64 x body + 64 KiB per decode",
+    limit: "128 x body + 64 KiB per decode",
     generate,
     check,
 };

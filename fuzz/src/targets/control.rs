@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 pub const TARGET: Target = Target {
     name: "control",
     about: "control request and response bodies (frame::decode), then id, password, page and fingerprint checks",
-    limit: "64 x body + 64 KiB per decode",
+    limit: "128 x body + 64 KiB per decode",
     generate,
     check,
 };

@@ -71,7 +71,13 @@ fn generate(rng: &mut Rng) -> Vec<u8> {
     }
     let mut data = out.to_vec();
     if rng.u8(0..5) == 0 {
-        mutate::mutate_bytes(&mut data, rng, &bodies().encoded, &bodies().dict, 256 * 1024);
+        mutate::mutate_bytes(
+            &mut data,
+            rng,
+            &bodies().encoded,
+            &bodies().dict,
+            256 * 1024,
+        );
     } else if rng.u8(0..10) == 0 {
         data.truncate(rng.usize(0..=data.len()));
     }
@@ -88,7 +94,11 @@ fn check(input: &[u8], meter: &mut Meter) {
                 |got| stream::limit(input.len(), got),
             );
             for frame in got.iter().flatten() {
-                assert!(frame.len() <= max, "a frame of {} bytes passed", frame.len());
+                assert!(
+                    frame.len() <= max,
+                    "a frame of {} bytes passed",
+                    frame.len()
+                );
             }
             match &first {
                 None => first = Some(got),

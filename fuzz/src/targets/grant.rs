@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 pub const TARGET: Target = Target {
     name: "grant",
     about: "grant JSON, then Grant::verify / verify_signature / check_expiry against the trackers' key, and key_id / public-key parsing of hostile key text",
-    limit: "64 x body + 64 KiB per decode",
+    limit: "128 x body + 64 KiB per decode",
     generate,
     check,
 };

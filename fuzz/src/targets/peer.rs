@@ -100,7 +100,13 @@ fn generate(rng: &mut Rng) -> Vec<u8> {
     }
     let mut data = out.to_vec();
     if rng.u8(0..4) == 0 {
-        mutate::mutate_bytes(&mut data, rng, &payloads().encoded, &payloads().dict, 64 * 1024);
+        mutate::mutate_bytes(
+            &mut data,
+            rng,
+            &payloads().encoded,
+            &payloads().dict,
+            64 * 1024,
+        );
     }
     data
 }
@@ -127,10 +133,21 @@ fn use_frame(frame: &PeerFrame) {
     }
 }
 
+/// A codec to test: its name, how to make one, and what it may reserve beyond the stream.
+type Codec = (&'static str, fn() -> PeerCodec, usize);
+
 fn check(input: &[u8], meter: &mut Meter) {
-    let codecs: [(&str, fn() -> PeerCodec, usize); 2] = [
-        ("PeerCodec (downloading)", PeerCodec::default, MAX_PEER_FRAME),
-        ("PeerCodec (serving)", PeerCodec::serving, MAX_CONTROL_PAYLOAD + 1 + 4),
+    let codecs: [Codec; 2] = [
+        (
+            "PeerCodec (downloading)",
+            PeerCodec::default,
+            MAX_PEER_FRAME,
+        ),
+        (
+            "PeerCodec (serving)",
+            PeerCodec::serving,
+            MAX_CONTROL_PAYLOAD + 1 + 4,
+        ),
     ];
     for (what, make, reserved) in codecs {
         let mut first: Option<stream::Outcome<PeerFrame>> = None;

@@ -25,8 +25,11 @@ fn seeds() -> &'static Vec<Vec<u8>> {
             b"127.0.0.1:8080\n127.0.0.1:8081\n".to_vec(),
             format!("# trackers\n127.0.0.1 8080 {fp}\n\n  127.0.0.1:8081\t{fp}\n").into_bytes(),
             b"[::1]:8080\r\n[::1] 8081\r\n".to_vec(),
-            format!("10.0.0.1:1 {}\n", fp.to_ascii_uppercase().replace("SHA256", "sha256"))
-                .into_bytes(),
+            format!(
+                "10.0.0.1:1 {}\n",
+                fp.to_ascii_uppercase().replace("SHA256", "sha256")
+            )
+            .into_bytes(),
             "127.0.0.1:8080\n".repeat(16).into_bytes(),
             b"#only a comment\n".to_vec(),
         ]
@@ -37,8 +40,25 @@ fn dict() -> &'static Vec<Vec<u8>> {
     static DICT: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     DICT.get_or_init(|| {
         [
-            "sha256:", "#", "\n", "\r\n", " ", "\t", ":", "[", "]", "::", "0", "65535", "65536",
-            "255.255.255.255", "127.0.0.1", "[::ffff:1.2.3.4]", "%eth0", "\u{a0}", "\u{2028}",
+            "sha256:",
+            "#",
+            "\n",
+            "\r\n",
+            " ",
+            "\t",
+            ":",
+            "[",
+            "]",
+            "::",
+            "0",
+            "65535",
+            "65536",
+            "255.255.255.255",
+            "127.0.0.1",
+            "[::ffff:1.2.3.4]",
+            "%eth0",
+            "\u{a0}",
+            "\u{2028}",
             "\u{feff}",
         ]
         .iter()

@@ -29,6 +29,10 @@ pub struct Args {
     /// How long a session may go unused before it expires (e.g. 30d, 12h).
     #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = parse_duration)]
     pub session_idle: Duration,
+    /// How many of the newest log records to keep (older ones are removed as new ones come;
+    /// a standby further behind gets a snapshot). The log is also kept under 256 MiB.
+    #[arg(long, value_name = "N", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_keep: u64,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {

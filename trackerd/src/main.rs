@@ -39,6 +39,10 @@ fn main() -> ExitCode {
             grant_lifetime: args.grant_lifetime.as_secs().max(1),
             session_idle: args.session_idle.as_secs().max(1),
         },
+        log_keep: trackerd::store::LogKeep {
+            records: args.log_keep,
+            ..Default::default()
+        },
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -51,8 +55,10 @@ fn main() -> ExitCode {
         let tracker = match Tracker::bind(config).await {
             Ok(t) => t,
             Err(e) => {
+                // One line: what is wrong and what to do (a corrupt database exits 3, which
+                // the unit does not restart on).
                 eprintln!("trackerd: {e}");
-                return ExitCode::from(2);
+                return ExitCode::from(e.exit_status());
             }
         };
         let shutdown = CancellationToken::new();

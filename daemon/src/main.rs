@@ -37,7 +37,9 @@ fn main() -> ExitCode {
             eprintln!("p2pd: cannot daemonize: {e}");
             return ExitCode::FAILURE;
         }
-        p2p_proto::logging::init("info");
+        // The log proper goes to daily files (p2pd.log.YYYY-MM-DD, the last 7 kept); p2pd.log
+        // keeps only what bypasses it (a panic report).
+        p2p_proto::logging::init_daily_files("info", &prepared.config.state_dir, "p2pd.log");
     }
     if let Err(e) = prepared.write_pid() {
         tracing::warn!(error = %e, "cannot write pid file");
@@ -95,8 +97,8 @@ fn resolve(
     })
 }
 
-/// Forks into the background; the parent exits 0 once the child runs. The child's output
-/// goes to a log file in the state directory.
+/// Forks into the background; the parent exits 0 once the child runs. The child's stdout and
+/// stderr go to p2pd.log in the state directory (its log proper to daily files beside it).
 fn daemonize(config: &Config) -> anyhow::Result<()> {
     let log = std::fs::OpenOptions::new()
         .create(true)

@@ -96,3 +96,138 @@ pub(crate) fn trim(
     meta.insert(LOG_BYTES, bytes).map_err(db_err)?;
     Ok(removed)
 }
+
+/// How much the log holds now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogTail {
+    pub records: u64,
+    /// Sequence number of the oldest record kept (0 for an empty log).
+    pub first_seq: u64,
+    pub bytes: u64,
+}
+
+impl super::Store {
+    /// How much the log holds now.
+    pub fn log_tail(&self) -> Result<LogTail, StoreError> {
+        let txn = self.begin_read()?;
+        let log = txn.open_table(LOG).map_err(db_err)?;
+        let meta = txn.open_table(super::META).map_err(db_err)?;
+        let first_seq = log.first().map_err(db_err)?.map_or(0, |(k, _)| k.value());
+        Ok(LogTail {
+            records: log.len().map_err(db_err)?,
+            first_seq,
+            bytes: meta_value(&meta, LOG_BYTES)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::LogEntry;
+    use crate::store::{Decision, Store};
+    use p2p_proto::tracker::TrackerReply;
+
+    fn create_user(store: &Store, request_id: &str, user: &str, pad: usize) -> TrackerReply {
+        store
+            .write(request_id, |_| {
+                Ok(Decision {
+                    entries: vec![LogEntry::UserCreated {
+                        user: user.into(),
+                        password_hash: "h".repeat(pad),
+                    }],
+                    reply: TrackerReply::Done,
+                })
+            })
+            .unwrap()
+    }
+
+    /// The bytes of the records actually in the log, counted the slow way.
+    fn counted_bytes(store: &Store) -> u64 {
+        let txn = store.begin_read().unwrap();
+        let log = txn.open_table(LOG).unwrap();
+        log.iter()
+            .unwrap()
+            .map(|i| i.unwrap().1.value().len() as u64)
+            .sum()
+    }
+
+    fn request_ids(store: &Store) -> u64 {
+        let txn = store.begin_read().unwrap();
+        txn.open_table(REQUEST_IDS).unwrap().len().unwrap()
+    }
+
+    #[test]
+    fn the_log_keeps_only_its_newest_records_and_their_request_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let keep = LogKeep {
+            records: 10,
+            bytes: u64::MAX,
+        };
+        let store = Store::open_with(dir.path(), keep).unwrap();
+        for i in 1..=100 {
+            create_user(&store, &format!("req-{i}"), &format!("u{i}"), 10);
+        }
+        let tail = store.log_tail().unwrap();
+        assert_eq!((tail.records, tail.first_seq), (10, 91));
+        assert_eq!(tail.bytes, counted_bytes(&store));
+        assert_eq!(request_ids(&store), 10, "request ids leave with their records");
+        assert_eq!(store.last_seq().unwrap(), 100);
+        // The state is whole: compaction removes history, never state.
+        for i in 1..=100 {
+            let user = format!("u{i}");
+            assert!(store.read(|t| Ok(t.user(&user)?)).unwrap().is_some());
+        }
+        // A request retried within the tail is answered from the log, without a new record.
+        create_user(&store, "req-95", "someone-else", 10);
+        assert_eq!(store.last_seq().unwrap(), 100);
+    }
+
+    #[test]
+    fn the_log_stays_under_its_byte_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let keep = LogKeep {
+            records: 1_000,
+            bytes: 4_000,
+        };
+        let store = Store::open_with(dir.path(), keep).unwrap();
+        for i in 1..=60 {
+            create_user(&store, &format!("req-{i}"), &format!("u{i}"), 300);
+            let tail = store.log_tail().unwrap();
+            assert!(tail.bytes <= 4_000, "log of {} bytes after {i} writes", tail.bytes);
+            assert_eq!(tail.bytes, counted_bytes(&store));
+        }
+        // The newest record stays even if it alone is over the bound.
+        create_user(&store, "huge", "big", 10_000);
+        let tail = store.log_tail().unwrap();
+        assert_eq!((tail.records, tail.first_seq), (1, 61));
+    }
+
+    #[test]
+    fn a_log_over_the_bound_shrinks_in_small_steps_and_survives_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for i in 1..=200 {
+            create_user(&store, &format!("req-{i}"), &format!("u{i}"), 10);
+        }
+        assert_eq!(store.log_tail().unwrap().records, 200);
+        drop(store);
+        let keep = LogKeep {
+            records: 10,
+            bytes: u64::MAX,
+        };
+        let store = Store::open_with(dir.path(), keep).unwrap();
+        create_user(&store, "req-201", "u201", 10);
+        let tail = store.log_tail().unwrap();
+        assert_eq!(tail.records, 201 - BATCH as u64, "one batch per append");
+        for i in 202..=210 {
+            create_user(&store, &format!("req-{i}"), &format!("u{i}"), 10);
+        }
+        let tail = store.log_tail().unwrap();
+        assert_eq!((tail.records, tail.first_seq), (10, 201));
+        assert_eq!(tail.bytes, counted_bytes(&store));
+        drop(store);
+        let store = Store::open_with(dir.path(), keep).unwrap();
+        assert_eq!(store.log_tail().unwrap(), tail);
+    }
+}

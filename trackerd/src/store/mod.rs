@@ -31,7 +31,7 @@ mod replica;
 mod snapshot;
 mod tables;
 
-pub use compact::LogKeep;
+pub use compact::{LogKeep, LogTail};
 pub use error::StoreError;
 pub use open::Resync;
 pub use replica::RECORDS_READ_BYTES;

@@ -81,6 +81,11 @@ fn classify(path: &Path, e: StoreError) -> StoreError {
             source: redb::DatabaseError::Storage(redb::StorageError::Corrupted(why)),
             ..
         } => Some(why.clone()),
+        // A file that is not (or no longer) a redb database at all, e.g. a damaged header.
+        StoreError::Open {
+            source: redb::DatabaseError::Storage(redb::StorageError::Io(io)),
+            ..
+        } if io.kind() == std::io::ErrorKind::InvalidData => Some(io.to_string()),
         StoreError::Db(redb::Error::Corrupted(why)) => Some(why.clone()),
         StoreError::Corrupt { table, reason } => Some(format!("table {table}: {reason}")),
         _ => None,
@@ -255,5 +260,83 @@ impl Store {
     /// This tracker caught up: it may lead again.
     pub fn clear_resync(&self) -> Result<(), StoreError> {
         self.remove_local(RESYNC)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LogKeep;
+
+    /// A database with some state, closed, then 512 bytes of its live pages overwritten.
+    fn corrupt_db(dir: &Path) -> PathBuf {
+        let store = Store::open(dir).unwrap();
+        store.ensure_secrets().unwrap();
+        store.set_local("peer_key", "kept").unwrap();
+        let path = store.path().to_path_buf();
+        drop(store);
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(SeekFrom::Start(4096)).unwrap();
+        f.write_all(&[0xA5; 512]).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_corrupt_database_is_reported_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = corrupt_db(dir.path());
+        match Store::open(dir.path()) {
+            Err(StoreError::CorruptFile { path: p, reason }) => {
+                assert_eq!(p, path);
+                assert!(!reason.contains('\n'));
+            }
+            Err(e) => panic!("expected CorruptFile, got {e}"),
+            Ok(_) => panic!("a corrupt database opened"),
+        }
+        // Nothing was changed or moved.
+        assert!(path.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_corrupt_database_is_kept_aside_and_replaced_by_one_that_must_resync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = corrupt_db(dir.path());
+        let corrupt_bytes = std::fs::read(&path).unwrap();
+        let (store, aside) = Store::open_replacing_corrupt(dir.path(), LogKeep::default()).unwrap();
+        let aside = aside.expect("moved aside");
+        assert!(
+            aside
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("tracker.redb.corrupt-")
+        );
+        assert_eq!(std::fs::read(&aside).unwrap(), corrupt_bytes);
+        assert_eq!(store.resync().unwrap(), Some(Resync::Corrupt));
+        assert_eq!(store.last_seq().unwrap(), 0, "it starts empty");
+        // A fault marker does not weaken it; catching up clears it, durably.
+        store.set_resync(Resync::Fault).unwrap();
+        assert_eq!(store.resync().unwrap(), Some(Resync::Corrupt));
+        store.clear_resync().unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.resync().unwrap(), None);
+    }
+
+    #[test]
+    fn a_healthy_database_reopens_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.ensure_secrets().unwrap();
+        let key = store.signing_key().unwrap();
+        store.mark_faulted(&StoreError::Faulted("test".into()));
+        assert!(store.fault().is_some());
+        assert!(store.set_local("x", "y").is_err(), "no write while faulted");
+        store.reopen().unwrap();
+        assert!(store.fault().is_none());
+        store.set_local("x", "y").unwrap();
+        assert_eq!(store.signing_key().unwrap(), key);
     }
 }

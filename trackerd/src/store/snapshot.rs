@@ -265,3 +265,139 @@ fn insert_row(txn: &WriteTransaction, row: &SnapshotRow) -> Result<u64, StoreErr
     }
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::LogEntry;
+    use crate::store::{Decision, LogKeep};
+    use p2p_proto::tracker::TrackerReply;
+
+    fn filled_store(dir: &std::path::Path, users: usize, pad: usize) -> Store {
+        let store = Store::open(dir).unwrap();
+        store.ensure_secrets().unwrap();
+        for i in 0..users {
+            store
+                .write(&format!("req-{i}"), |_| {
+                    Ok(Decision {
+                        entries: vec![LogEntry::UserCreated {
+                            user: format!("user-{i}"),
+                            password_hash: "p".repeat(pad),
+                        }],
+                        reply: TrackerReply::Done,
+                    })
+                })
+                .unwrap();
+        }
+        store
+    }
+
+    /// Exports `from` in chunks of `chunk_bytes` into an installer of `to`; returns the sizes
+    /// of the chunks.
+    fn copy(from: &Store, to: &Store, chunk_bytes: usize) -> Vec<usize> {
+        let (tx, mut rx) = mpsc::channel(10_000);
+        let mut sizes = Vec::new();
+        let position = from
+            .export_snapshot_chunks(
+                chunk_bytes,
+                |_| {},
+                |rows| {
+                    sizes.push(
+                        rows.iter()
+                            .map(|r| r.table.len() + r.key.len() + r.value.len() + 64)
+                            .sum(),
+                    );
+                    tx.try_send(SnapshotPart::Rows(rows)).is_ok()
+                },
+            )
+            .unwrap();
+        tx.try_send(SnapshotPart::Done(position)).unwrap();
+        drop(tx);
+        assert_eq!(to.install_snapshot_parts(&mut rx).unwrap(), Some(position));
+        sizes
+    }
+
+    #[test]
+    fn a_snapshot_streams_in_bounded_chunks_and_installs_whole() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let from = filled_store(a.path(), 300, 200);
+        let to = filled_store(b.path(), 5, 10);
+        let sizes = copy(&from, &to, 8 * 1024);
+        assert!(sizes.len() > 10, "a large state is many chunks: {sizes:?}");
+        assert!(
+            sizes.iter().all(|s| *s <= 8 * 1024),
+            "every chunk within its bound: {sizes:?}"
+        );
+        let (rows_a, pos_a) = from.export_snapshot().unwrap();
+        let (rows_b, pos_b) = to.export_snapshot().unwrap();
+        assert_eq!(pos_a, pos_b);
+        assert_eq!(rows_a, rows_b, "the copy holds exactly the original's rows");
+        assert_eq!(to.last_seq().unwrap(), from.last_seq().unwrap());
+        assert_eq!(to.log_tail().unwrap(), from.log_tail().unwrap());
+        assert_eq!(to.signing_key().unwrap(), from.signing_key().unwrap());
+    }
+
+    #[test]
+    fn a_snapshot_broken_off_changes_nothing() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let from = filled_store(a.path(), 50, 100);
+        let to = filled_store(b.path(), 3, 10);
+        let before = to.export_snapshot().unwrap();
+        let (tx, mut rx) = mpsc::channel(100);
+        let mut sent = 0;
+        from.export_snapshot_chunks(
+            1024,
+            |_| {},
+            |rows| {
+                sent += 1;
+                // Two chunks, then the link "breaks".
+                sent <= 2 && tx.try_send(SnapshotPart::Rows(rows)).is_ok()
+            },
+        )
+        .unwrap();
+        drop(tx);
+        assert_eq!(to.install_snapshot_parts(&mut rx).unwrap(), None);
+        assert_eq!(to.export_snapshot().unwrap(), before);
+    }
+
+    #[test]
+    fn an_empty_state_is_one_empty_last_chunk_and_a_compacted_log_travels_as_is() {
+        let a = tempfile::tempdir().unwrap();
+        let from = Store::open(a.path()).unwrap();
+        let mut chunks = Vec::new();
+        from.export_snapshot_chunks(1024, |_| {}, |rows| {
+            chunks.push(rows);
+            true
+        })
+        .unwrap();
+        assert_eq!(chunks, vec![Vec::new()]);
+
+        let c = tempfile::tempdir().unwrap();
+        let keep = LogKeep {
+            records: 5,
+            bytes: u64::MAX,
+        };
+        let small = Store::open_with(c.path(), keep).unwrap();
+        for i in 0..20 {
+            small
+                .write(&format!("r{i}"), |_| {
+                    Ok(Decision {
+                        entries: vec![LogEntry::UserCreated {
+                            user: format!("u{i}"),
+                            password_hash: "x".into(),
+                        }],
+                        reply: TrackerReply::Done,
+                    })
+                })
+                .unwrap();
+        }
+        let d = tempfile::tempdir().unwrap();
+        let to = Store::open(d.path()).unwrap();
+        copy(&small, &to, 512);
+        let tail = to.log_tail().unwrap();
+        assert_eq!((tail.records, tail.first_seq), (5, 16));
+        assert_eq!(tail, small.log_tail().unwrap());
+    }
+}

@@ -31,7 +31,13 @@ impl Tmpfs {
     pub fn mount(dir: &Path, size: &str) -> Self {
         std::fs::create_dir_all(dir).expect("cannot create the mount point");
         let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir)
             .output()
             .expect("cannot run mount");

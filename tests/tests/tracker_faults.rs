@@ -7,11 +7,11 @@
 //! return, unless `P2P_REQUIRE_ROOT=1`.
 
 use p2p_e2e::failover::{
-    CATCH_UP_TIMEOUT, PROGRESS_TIMEOUT, assert_user_exists, ctl_until_ok,
-    raw_call, settled_cluster, wait_primary,
+    CATCH_UP_TIMEOUT, PROGRESS_TIMEOUT, assert_user_exists, ctl_until_ok, raw_call,
+    settled_cluster, wait_primary,
 };
-use p2p_e2e::wire::error_of;
 use p2p_e2e::faults::{Tmpfs, files_starting_with, have_root, overwrite_bytes, tracker_db};
+use p2p_e2e::wire::error_of;
 use p2p_e2e::{Cluster, Daemon, READY_TIMEOUT, TrackerStatus, password_of, run_bounded};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -98,7 +98,12 @@ fn a_primary_whose_disk_fills_up_steps_down_and_rejoins_once_space_is_free() {
     println!("tracker 1 rejoined: {}\ntracker 2: {}", s.line, p.line);
     assert!(s.counter("reopens") >= 1, "{}", s.line);
     assert!(s.counter("resyncs") >= 1, "{}", s.line);
-    assert_eq!(s.counter("takeovers"), 0, "tracker 1 never took over: {}", s.line);
+    assert_eq!(
+        s.counter("takeovers"),
+        0,
+        "tracker 1 never took over: {}",
+        s.line
+    );
 
     // Tracker 1 holds everything: with tracker 2 gone it serves the writes made meanwhile.
     cluster.kill9_tracker(2);
@@ -239,7 +244,11 @@ fn a_corrupted_primary_never_leads_before_it_caught_up() {
         );
         polls += 1;
     }
-    let reply = raw_call(cluster.tracker_addr(1), 1, serde_json::json!({"op": "list_groups"}));
+    let reply = raw_call(
+        cluster.tracker_addr(1),
+        1,
+        serde_json::json!({"op": "list_groups"}),
+    );
     assert_eq!(
         error_of(&reply)["kind"],
         "unavailable",

@@ -692,3 +692,75 @@ impl Cluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(dir: &std::path::Path) -> Cluster {
+        let store = Arc::new(Store::open(dir).unwrap());
+        let entry = |port| TrackerEntry {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            fingerprint: None,
+        };
+        Cluster::new(
+            1,
+            &[entry(1), entry(2)],
+            vec![7; 32],
+            Identity::ephemeral().unwrap(),
+            store,
+            CancellationToken::new(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_takeover_at_the_highest_epoch_is_refused_not_overflowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cluster(dir.path());
+        // A hostile (or broken) partner claimed the highest epoch; we adopted it.
+        c.learn(Position {
+            epoch: u64::MAX,
+            leader: 2,
+            last_seq: 0,
+            last_epoch: 0,
+        })
+        .unwrap();
+        assert!(c.take_over().await.is_err());
+        let p = c.position().unwrap();
+        assert_eq!((p.epoch, p.leader), (u64::MAX, 2), "nothing changed");
+        assert_ne!(c.role(), Role::Primary);
+        assert_eq!(
+            c.counters
+                .takeovers
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tracker_that_must_resync_neither_takes_over_nor_becomes_primary() {
+        let dir = tempfile::tempdir().unwrap();
+        Store::open(dir.path())
+            .unwrap()
+            .set_resync(Resync::Corrupt)
+            .unwrap();
+        let c = cluster(dir.path());
+        assert!(c.take_over().await.is_err());
+        c.become_primary().await;
+        assert_ne!(c.role(), Role::Primary);
+        assert_eq!(c.position().unwrap().epoch, 0);
+        assert!(c.gate().await.is_err(), "it serves nothing");
+    }
+
+    #[tokio::test]
+    async fn a_faulted_tracker_answers_unavailable_and_does_not_lead() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cluster(dir.path());
+        c.store
+            .mark_faulted(&crate::store::StoreError::Faulted("disk full".into()));
+        let e = c.gate().await.unwrap_err();
+        assert_eq!(e.kind, p2p_proto::ErrorKind::Unavailable);
+        c.become_primary().await;
+        assert_ne!(c.role(), Role::Primary);
+    }
+}

@@ -98,9 +98,9 @@ async fn stream(
             let records = tokio::task::spawn_blocking(move || {
                 store.records_from(from, BATCH, RECORDS_READ_BYTES)
             })
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
             if records.is_empty() {
                 return Err(format!("log has no record {next}"));
             }
@@ -203,7 +203,11 @@ async fn send_snapshot(cluster: &Cluster, link: &mut Link) -> Result<u64, String
     )
     .await
     .map_err(|e| e.to_string())?;
-    tracing::info!(rows = rows_sent, last_seq = position.last_seq, "snapshot sent");
+    tracing::info!(
+        rows = rows_sent,
+        last_seq = position.last_seq,
+        "snapshot sent"
+    );
     // The follower acknowledges the snapshot once it is installed.
     match recv(link, Duration::from_secs(30))
         .await

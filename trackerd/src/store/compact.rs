@@ -171,7 +171,11 @@ mod tests {
         let tail = store.log_tail().unwrap();
         assert_eq!((tail.records, tail.first_seq), (10, 91));
         assert_eq!(tail.bytes, counted_bytes(&store));
-        assert_eq!(request_ids(&store), 10, "request ids leave with their records");
+        assert_eq!(
+            request_ids(&store),
+            10,
+            "request ids leave with their records"
+        );
         assert_eq!(store.last_seq().unwrap(), 100);
         // The state is whole: compaction removes history, never state.
         for i in 1..=100 {
@@ -194,7 +198,11 @@ mod tests {
         for i in 1..=60 {
             create_user(&store, &format!("req-{i}"), &format!("u{i}"), 300);
             let tail = store.log_tail().unwrap();
-            assert!(tail.bytes <= 4_000, "log of {} bytes after {i} writes", tail.bytes);
+            assert!(
+                tail.bytes <= 4_000,
+                "log of {} bytes after {i} writes",
+                tail.bytes
+            );
             assert_eq!(tail.bytes, counted_bytes(&store));
         }
         // The newest record stays even if it alone is over the bound.

@@ -151,7 +151,10 @@ pub(super) fn write_check(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(db_err)?;
     txn.open_table(tables::LOCAL)
         .map_err(db_err)?
-        .insert(WRITE_CHECK, p2p_proto::grant::unix_now().to_string().as_str())
+        .insert(
+            WRITE_CHECK,
+            p2p_proto::grant::unix_now().to_string().as_str(),
+        )
         .map_err(db_err)?;
     txn.commit().map_err(db_err)
 }

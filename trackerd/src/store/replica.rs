@@ -3,8 +3,8 @@
 //! standby too far behind or diverged, are in `snapshot`.)
 
 use super::{
-    EPOCH, LAST_EPOCH, LAST_SEQ, LEADER, LOG, META, Store, StoreError, append, db_err,
-    meta_value, open_tables,
+    EPOCH, LAST_EPOCH, LAST_SEQ, LEADER, LOG, META, Store, StoreError, append, db_err, meta_value,
+    open_tables,
 };
 use crate::log::LogRecord;
 use p2p_proto::cluster::Position;
@@ -21,7 +21,9 @@ pub(super) fn corrupt(table: &'static str, reason: impl ToString) -> StoreError 
 }
 
 /// The position recorded in a `meta` table.
-pub(super) fn position_in(meta: &impl ReadableTable<&'static str, u64>) -> Result<Position, StoreError> {
+pub(super) fn position_in(
+    meta: &impl ReadableTable<&'static str, u64>,
+) -> Result<Position, StoreError> {
     Ok(Position {
         epoch: meta_value(meta, EPOCH)?,
         // Epoch 0 is led by the first tracker, the preferred primary.

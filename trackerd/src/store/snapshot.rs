@@ -208,7 +208,11 @@ impl SnapshotInstaller {
             Ok(Ok(Some(_))) => Ok(()),
             Ok(Ok(None)) => Err(format!(
                 "snapshot not installed{}",
-                if sent.is_err() { " (installer gone)" } else { "" }
+                if sent.is_err() {
+                    " (installer gone)"
+                } else {
+                    ""
+                }
             )),
             Ok(Err(e)) => Err(format!("cannot install snapshot: {e}")),
             Err(e) => Err(e.to_string()),
@@ -367,10 +371,14 @@ mod tests {
         let a = tempfile::tempdir().unwrap();
         let from = Store::open(a.path()).unwrap();
         let mut chunks = Vec::new();
-        from.export_snapshot_chunks(1024, |_| {}, |rows| {
-            chunks.push(rows);
-            true
-        })
+        from.export_snapshot_chunks(
+            1024,
+            |_| {},
+            |rows| {
+                chunks.push(rows);
+                true
+            },
+        )
         .unwrap();
         assert_eq!(chunks, vec![Vec::new()]);
 

@@ -283,3 +283,53 @@ fn a_corrupted_primary_never_leads_before_it_caught_up() {
     }
     cluster.assert_no_panics();
 }
+
+#[test]
+fn a_detached_p2pd_logs_to_daily_files_and_keeps_seven() {
+    let cluster = Cluster::start();
+    let d = cluster.daemon_unstarted("alice");
+    // Nine files of earlier days, made before the daemon starts (the appender removes the
+    // oldest by creation time; these were all made at once, so which ones go is not checked).
+    std::fs::create_dir_all(d.state_dir()).expect("create the state dir");
+    for day in 1..=9 {
+        let old = d.state_dir().join(format!("p2pd.log.2020-01-0{day}"));
+        std::fs::write(&old, "an old day\n").expect("write an old log");
+    }
+    let keep_me = d.state_dir().join("p2pd.redb.unrelated");
+    std::fs::write(&keep_me, "x").expect("write a file that is not a log");
+
+    // p2pctl starts the daemon, which detaches.
+    let pw = password_of("alice");
+    assert_eq!(d.ok(&["create_user", "alice", &pw]), "created user alice");
+    d.ok(&["login", "alice", &pw]);
+
+    let logs = files_starting_with(&d.state_dir(), "p2pd.log");
+    let names: Vec<String> = logs
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        logs.len(),
+        7,
+        "the newest 7 daily files are kept: {names:?}"
+    );
+    let today: Vec<&String> = names
+        .iter()
+        .filter(|n| !n.starts_with("p2pd.log.2020-"))
+        .collect();
+    assert_eq!(today.len(), 1, "one file for today: {names:?}");
+    let date = today[0].trim_start_matches("p2pd.log.");
+    assert!(
+        date.len() == 10 && date.chars().filter(|c| *c == '-').count() == 2,
+        "named p2pd.log.YYYY-MM-DD: {names:?}"
+    );
+    assert!(
+        std::fs::metadata(d.state_dir().join(today[0].as_str()))
+            .unwrap()
+            .len()
+            > 0,
+        "today's file has the log"
+    );
+    assert!(keep_me.exists(), "other files are left alone");
+    assert!(d.state_dir().join("p2pd.stderr").exists());
+}

@@ -333,3 +333,60 @@ fn a_detached_p2pd_logs_to_daily_files_and_keeps_seven() {
     assert!(keep_me.exists(), "other files are left alone");
     assert!(d.state_dir().join("p2pd.stderr").exists());
 }
+
+#[test]
+fn a_standby_whose_disk_fills_up_drops_out_and_catches_up_once_space_is_free() {
+    if !have_root("a_standby_whose_disk_fills_up_drops_out_and_catches_up_once_space_is_free") {
+        return;
+    }
+    let mut cluster = Cluster::new();
+    let tmpfs = Tmpfs::mount(&cluster.tracker_data_dir(2), "16m");
+    cluster.start_tracker(1);
+    cluster.start_tracker(2);
+    cluster.wait_caught_up(1, 2, CATCH_UP_TIMEOUT);
+    let writer = cluster.daemon("writer");
+    create_user(&writer, "before", PROGRESS_TIMEOUT);
+
+    let filler = tmpfs.fill();
+    // The primary goes on writing; the standby faults on a record it cannot store.
+    let mut n = 0;
+    let faulted = loop {
+        n += 1;
+        create_user(&writer, &format!("full{n}"), PROGRESS_TIMEOUT);
+        let s2 = cluster.tracker_status(2);
+        if s2.counter("storage_faults") > 0 {
+            break s2;
+        }
+        assert!(
+            n < 2_000,
+            "2000 writes and the standby on a full disk never faulted: {}",
+            s2.line
+        );
+    };
+    println!("tracker 2 faulted after {n} writes: {}", faulted.line);
+    for i in 1..=3 {
+        create_user(&writer, &format!("during{i}"), PROGRESS_TIMEOUT);
+    }
+    let p = cluster.tracker_status(1);
+    assert!(p.is_primary(), "tracker 1 still leads: {}", p.line);
+    assert_eq!(p.counter("step_downs"), 0, "{}", p.line);
+    assert_eq!(
+        writer.status()["tracker"],
+        cluster.tracker_addr(1).to_string()
+    );
+
+    filler.free();
+    cluster.wait_caught_up(1, 2, CATCH_UP_TIMEOUT);
+    let s = wait_status(&mut cluster, 2, "tracker 2 writable, caught up", |s| {
+        s.counter("faulted") == 0 && s.counter("resync") == 0 && s.is_following()
+    });
+    println!("tracker 2 rejoined: {}", s.line);
+    assert_eq!(s.counter("takeovers"), 0, "{}", s.line);
+    cluster.kill9_tracker(1);
+    wait_primary(&mut cluster, 2, 1);
+    let checker = cluster.daemon("checker");
+    for user in ["before", "during1", "during3", &format!("full{n}")] {
+        assert_user_exists(&checker, user);
+    }
+    cluster.assert_no_panics();
+}

@@ -30,6 +30,7 @@ pub mod capture;
 mod cluster;
 mod daemon;
 pub mod failover;
+pub mod faults;
 mod files;
 pub mod flood;
 pub mod local;

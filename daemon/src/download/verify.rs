@@ -30,7 +30,8 @@ pub async fn submit(
     tokio::spawn(async move {
         let len = data.len() as u64;
         let job = Arc::clone(&dl);
-        let checked = tokio::task::spawn_blocking(move || check_and_write(&job, piece, &data)).await;
+        let checked =
+            tokio::task::spawn_blocking(move || check_and_write(&job, piece, &data)).await;
         match checked {
             // The check never ran: the piece is simply missing again.
             Err(_) => {

@@ -31,6 +31,7 @@ mod cluster;
 mod daemon;
 pub mod failover;
 mod files;
+pub mod netns;
 mod process;
 pub mod source;
 mod status;

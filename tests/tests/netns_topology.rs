@@ -9,7 +9,9 @@
 //! natpmpc. Where namespaces cannot be made a test says so in one line and returns, unless
 //! `P2P_REQUIRE_NETNS=1`.
 
-use p2p_e2e::netns::{Home, HomeId, Internet, Netns, accept_within, has_pending, have_client};
+use p2p_e2e::netns::{
+    Home, HomeId, Internet, Netns, UPNP_HTTP_PORT, accept_within, has_pending, have_client,
+};
 use p2p_e2e::{run_bounded, wait_for};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
@@ -171,7 +173,9 @@ fn home_a_maps_ports_with_upnp_and_with_nat_pmp() {
         client.local_addr().expect("local address"),
         "a mapped port forwards the connection untranslated at the source"
     );
-    run_ok(home.host(), "upnpc", &["-d", &port, "TCP"]);
+    // The router is known now: its description URL instead of another SSDP search.
+    let url = format!("http://{}:{UPNP_HTTP_PORT}/rootDesc.xml", home.gateway_ip());
+    run_ok(home.host(), "upnpc", &["-u", &url, "-d", &port, "TCP"]);
     blocked(net.public(), public);
 
     // NAT-PMP, to the gateway of the default route.

@@ -34,6 +34,7 @@ pub mod faults;
 mod files;
 pub mod flood;
 pub mod local;
+pub mod netns;
 mod process;
 pub mod source;
 mod status;

@@ -40,6 +40,7 @@ pub mod source;
 mod status;
 pub mod tls;
 mod tracker;
+pub mod upgrade;
 pub mod wire;
 
 pub use assert::{

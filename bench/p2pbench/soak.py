@@ -204,7 +204,7 @@ class Soak:
             for name, proc in procs:
                 try:
                     rss = proc_field(proc.pid, "status", "VmRSS")
-                except (OSError, ValueError, AttributeError):
+                except (OSError, ValueError, AttributeError, BenchError):
                     continue
                 self.peak_rss[name] = max(self.peak_rss.get(name, 0), rss)
 

@@ -592,10 +592,12 @@ pub(crate) mod tests {
                 members: 1,
                 membership: Membership::Member,
             }],
+            more: true,
         };
         assert_eq!(
             human(&reply),
-            "g\\x1b]0;pwned\\x07  owner: mallory\\x0a[C] [g1] forged.bin  100%  members: 1  (member)"
+            "g\\x1b]0;pwned\\x07  owner: mallory\\x0a[C] [g1] forged.bin  100%  members: 1  (member)\n\
+             (more: p2pctl list_groups --after 'g\\x1b]0;pwned\\x07')"
         );
         let reply = CtlReply::Done {
             message: "\u{1b}[2Jcleared".into(),
@@ -610,6 +612,7 @@ pub(crate) mod tests {
         let reply = CtlReply::Files {
             group: "g\u{1b}[1m".into(),
             files: vec![],
+            more: false,
         };
         assert_eq!(human(&reply), "no files in g\\x1b[1m");
     }

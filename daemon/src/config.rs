@@ -37,8 +37,13 @@ impl Config {
         self.state_dir.join("identity.key")
     }
 
-    /// Where a daemonized p2pd writes its log.
-    pub fn log_file(&self) -> PathBuf {
-        self.state_dir.join("p2pd.log")
+    /// Name prefix of a daemonized p2pd's daily log files (`p2pd.log.YYYY-MM-DD`).
+    pub const LOG_PREFIX: &'static str = "p2pd.log";
+
+    /// Where a daemonized p2pd's stdout and stderr go (only what bypasses the log, such as a
+    /// panic report). Its name must not start with [`LOG_PREFIX`](Self::LOG_PREFIX): the
+    /// rotation removes the oldest files that do.
+    pub fn stderr_file(&self) -> PathBuf {
+        self.state_dir.join("p2pd.stderr")
     }
 }

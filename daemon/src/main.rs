@@ -37,7 +37,13 @@ fn main() -> ExitCode {
             eprintln!("p2pd: cannot daemonize: {e}");
             return ExitCode::FAILURE;
         }
-        p2p_proto::logging::init("info");
+        // The log goes to daily files (p2pd.log.YYYY-MM-DD, the last 7 kept); p2pd.stderr
+        // keeps only what bypasses it (a panic report).
+        p2p_proto::logging::init_daily_files(
+            "info",
+            &prepared.config.state_dir,
+            Config::LOG_PREFIX,
+        );
     }
     if let Err(e) = prepared.write_pid() {
         tracing::warn!(error = %e, "cannot write pid file");
@@ -51,7 +57,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
+        p2p_proto::signals::cancel_on_signal(shutdown.clone());
         match p2pd::run(prepared, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -95,14 +101,14 @@ fn resolve(
     })
 }
 
-/// Forks into the background; the parent exits 0 once the child runs. The child's output
-/// goes to a log file in the state directory.
+/// Forks into the background; the parent exits 0 once the child runs. The child's stdout and
+/// stderr go to p2pd.stderr in the state directory (its log to daily files beside it).
 fn daemonize(config: &Config) -> anyhow::Result<()> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(config.log_file())
-        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", config.log_file().display()))?;
+        .open(config.stderr_file())
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", config.stderr_file().display()))?;
     let log_err = log.try_clone()?;
     daemonize::Daemonize::new()
         .working_directory("/")
@@ -111,10 +117,4 @@ fn daemonize(config: &Config) -> anyhow::Result<()> {
         .stderr(log_err)
         .start()?;
     Ok(())
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    if p2p_proto::signals::terminated().await {
-        shutdown.cancel();
-    }
 }

@@ -71,8 +71,20 @@ impl Adversary {
         if let Some(token) = session.or(self.token.as_deref()) {
             request["session"] = Value::from(token);
         }
+        let frame = crate::wire::json_frame(&request);
         let mut conn = self.connect();
-        conn.write_all(&crate::wire::json_frame(&request)).unwrap();
+        if let Some(token) = request.get("session").and_then(Value::as_str) {
+            // The tracker takes a frame over 64 KiB only once a session is proven on the
+            // connection, as p2pd does it: a `whoami` first.
+            if frame.len() > 60 * 1024 {
+                self.next_id += 1;
+                let whoami = json!({"v": VERSION, "id": request_id(self.next_id),
+                    "session": token, "call": {"op": "whoami"}});
+                conn.write_all(&crate::wire::json_frame(&whoami)).unwrap();
+                read_json_frame(&mut conn);
+            }
+        }
+        conn.write_all(&frame).unwrap();
         read_json_frame(&mut conn)
     }
 

@@ -30,14 +30,17 @@ pub mod capture;
 mod cluster;
 mod daemon;
 pub mod failover;
+pub mod faults;
 mod files;
 pub mod flood;
 pub mod local;
+pub mod netns;
 mod process;
 pub mod source;
 mod status;
 pub mod tls;
 mod tracker;
+pub mod upgrade;
 pub mod wire;
 
 pub use assert::{

@@ -36,6 +36,10 @@ pub struct Args {
     /// Most accounts created per hour from one address.
     #[arg(long, value_name = "N", default_value = "20")]
     pub accounts_per_hour: NonZeroU32,
+    /// How many of the newest log records to keep (older ones are removed as new ones come;
+    /// a standby further behind gets a snapshot). The log is also kept under 256 MiB.
+    #[arg(long, value_name = "N", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_keep: u64,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {

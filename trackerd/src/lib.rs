@@ -21,7 +21,7 @@ use p2p_proto::identity::{Fingerprint, Identity, IdentityError};
 use p2p_proto::tracker_info::{TrackerEntry, TrackerInfo, TrackerInfoError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use store::{Store, StoreError};
+use store::{LogKeep, Resync, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -38,14 +38,27 @@ pub struct Config {
     pub cluster_key: Option<PathBuf>,
     /// How long grants and idle sessions live.
     pub policy: Policy,
+    /// How much of the log to keep.
+    pub log_keep: LogKeep,
 }
 
 /// File name of the tracker's key inside its data directory.
 pub const KEY_FILE: &str = "tracker.key";
 
-/// Why a tracker could not start. Every variant is a configuration problem (exit status 2).
+/// Exit status of a start-up failure the unit must not restart on: a corrupt database (of a
+/// tracker without a partner to re-sync from).
+pub const EXIT_CORRUPT: u8 = 3;
+/// Exit status of a configuration problem.
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Why a tracker could not start: a configuration problem (exit status 2) or a corrupt
+/// database (exit status 3); see [`StartError::exit_status`].
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(
+        "database {path} was replaced because it was corrupt, and this tracker must re-sync          from the other tracker, but {info} lists no other tracker; list it again, or put the          kept copy (tracker.redb.corrupt-*) back in place"
+    )]
+    ResyncWithoutPeer { path: PathBuf, info: PathBuf },
     #[error(transparent)]
     TrackerInfo(#[from] TrackerInfoError),
     #[error("tracker number {no} is out of range: {path} lists {count} tracker(s)")]
@@ -83,6 +96,19 @@ pub enum StartError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl StartError {
+    /// The exit status for this failure: [`EXIT_CORRUPT`] for a corrupt database (restarting
+    /// would only fail again), else [`EXIT_CONFIG`].
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            Self::Store(StoreError::CorruptFile { .. }) | Self::ResyncWithoutPeer { .. } => {
+                EXIT_CORRUPT
+            }
+            _ => EXIT_CONFIG,
+        }
+    }
 }
 
 /// Loads (or makes) the key of the tracker whose data directory is `data_dir`, making the
@@ -147,7 +173,7 @@ impl Tracker {
         } else {
             Vec::new()
         };
-        let store = Store::open(&config.data_dir)?;
+        let store = open_store(&config, info.entries.len() > 1)?;
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let ctx = Ctx::new(Arc::new(store), config.tracker_no, workers, config.policy);
         Ok(Self {
@@ -197,6 +223,34 @@ impl Tracker {
         let _ = supervisor.await;
         tracing::info!("tracker stopped");
     }
+}
+
+/// Opens the database. A tracker with a partner moves a corrupt one aside and starts empty,
+/// to re-sync from the other tracker; a lone tracker refuses to start on one.
+fn open_store(config: &Config, paired: bool) -> Result<Store, StartError> {
+    if !paired {
+        let store = Store::open_with(&config.data_dir, config.log_keep)?;
+        match store.resync()? {
+            Some(Resync::Corrupt) => {
+                return Err(StartError::ResyncWithoutPeer {
+                    path: store.path().to_path_buf(),
+                    info: config.tracker_info.clone(),
+                });
+            }
+            // After a storage fault: a lone tracker's data is its own.
+            Some(Resync::Fault) => store.clear_resync()?,
+            None => {}
+        }
+        return Ok(store);
+    }
+    let (store, moved) = Store::open_replacing_corrupt(&config.data_dir, config.log_keep)?;
+    if let Some(aside) = moved {
+        tracing::warn!(
+            kept = %aside.display(),
+            "started with an empty database after a corrupt one; re-syncing from the other tracker"
+        );
+    }
+    Ok(store)
 }
 
 /// Drops swarm entries whose daemon stopped announcing, every [`swarm::EXPIRE_INTERVAL`].

@@ -44,6 +44,10 @@ fn main() -> ExitCode {
                 accounts_per_hour: args.accounts_per_hour,
             },
         },
+        log_keep: trackerd::store::LogKeep {
+            records: args.log_keep,
+            ..Default::default()
+        },
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -53,26 +57,22 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        p2p_proto::signals::cancel_on_signal(shutdown.clone());
         let tracker = match Tracker::bind(config).await {
             Ok(t) => t,
             Err(e) => {
+                // One line: what is wrong and what to do (a corrupt database exits 3, which
+                // the unit does not restart on).
                 eprintln!("trackerd: {e}");
-                return ExitCode::from(2);
+                return ExitCode::from(e.exit_status());
             }
         };
-        let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
         p2p_proto::service::notify_ready();
         tracker.serve(shutdown).await;
         p2p_proto::service::notify_stopping();
         ExitCode::SUCCESS
     })
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    if p2p_proto::signals::terminated().await {
-        shutdown.cancel();
-    }
 }
 
 /// A tracker started in the background of an interactive shell (`trackerd … &`) must keep

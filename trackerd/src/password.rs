@@ -1,21 +1,27 @@
 //! Password hashing with argon2id and a random salt. Hashing is deliberately slow and
-//! memory-hungry, so a semaphore bounds how many run at once, and at most [`MAX_WAITING`] more
-//! wait for a turn: past that a request is told to come back later, so a flood of logins
-//! costs the flood its answers, not everyone else theirs.
+//! memory-hungry (19 MiB a hash), so it runs on a few threads of its own, and at most
+//! [`MAX_WAITING`] more checks wait for a turn: past that a request is told to come back later,
+//! so a flood of logins costs the flood its answers, not everyone else theirs.
+//!
+//! Own threads rather than the runtime's blocking pool: the allocator keeps an arena per
+//! thread, and argon2's 19 MiB, freed on whichever of dozens of blocking threads ran it,
+//! stayed resident in each (a tracker under login churn grew to 270 MiB). A fixed set of
+//! threads bounds that to one hash's memory per thread.
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use p2p_proto::{ErrorKind, ErrorReply};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::sync::Semaphore;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
 
-/// Runs password hashing on the blocking pool, a few at a time.
+/// One hashing job, run on a hashing thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs password hashing on its own threads, a few at a time.
 #[derive(Clone)]
 pub struct PasswordHasherPool {
-    permits: Arc<Semaphore>,
-    waiting: Arc<AtomicUsize>,
+    jobs: SyncSender<Job>,
     /// A hash of a random password, checked for unknown users so they cost the same time.
     decoy: Arc<str>,
 }
@@ -30,9 +36,19 @@ impl PasswordHasherPool {
             .hash_password(&random)
             .map(|h| h.to_string())
             .unwrap_or_default();
+        let (jobs, queue) = sync_channel::<Job>(MAX_WAITING);
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..concurrency.max(1) {
+            let queue = Arc::clone(&queue);
+            let spawned = std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || hashing_thread(&queue));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start a password hashing thread");
+            }
+        }
         Self {
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            waiting: Arc::default(),
+            jobs,
             decoy: decoy.into(),
         }
     }
@@ -70,40 +86,39 @@ impl PasswordHasherPool {
         &self,
         work: impl FnOnce() -> Result<T, ErrorReply> + Send + 'static,
     ) -> Result<T, ErrorReply> {
-        let queued = Queued::join(&self.waiting).ok_or_else(|| {
-            ErrorReply::new(
-                ErrorKind::RateLimited,
-                "the tracker is busy checking passwords; try again in a few seconds",
-            )
-        })?;
-        let _permit = self
-            .permits
-            .acquire()
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(work());
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(ErrorReply::new(
+                    ErrorKind::RateLimited,
+                    "the tracker is busy checking passwords; try again in a few seconds",
+                ));
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(ErrorReply::internal(
+                    "no password hashing thread is running",
+                ));
+            }
+        }
+        result
             .await
-            .map_err(|_| ErrorReply::internal("tracker is shutting down"))?;
-        drop(queued);
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| ErrorReply::internal(format!("password task failed: {e}")))?
+            .map_err(|_| ErrorReply::internal("the password check was lost"))?
     }
 }
 
-/// A place in the queue for a hashing slot, given up when dropped.
-struct Queued<'a>(&'a AtomicUsize);
-
-impl<'a> Queued<'a> {
-    fn join(waiting: &'a AtomicUsize) -> Option<Self> {
-        waiting
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MAX_WAITING).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Self(waiting))
-    }
-}
-
-impl Drop for Queued<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+/// A hashing thread: runs jobs until every sender is gone.
+fn hashing_thread(queue: &Mutex<Receiver<Job>>) {
+    loop {
+        // The lock is held only while waiting for the next job, never while running it.
+        let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        match next {
+            // A panicking job loses its answer (the caller is told), not the thread.
+            Ok(job) => drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(job))),
+            Err(_) => return,
+        }
     }
 }

@@ -209,16 +209,11 @@ impl Storage {
         Arc::clone(&self.file)
     }
 
-    /// Writes one verified piece (on the blocking pool).
-    pub async fn write_piece(&self, index: usize, data: bytes::Bytes) -> std::io::Result<()> {
-        let file = Arc::clone(&self.file);
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            file.write_all_at(&data, index as u64 * PIECE_SIZE)
-                .map_err(|e| annotate(e, "write", &path))
-        })
-        .await
-        .map_err(std::io::Error::other)?
+    /// Writes one verified piece (a blocking call: the caller is on the blocking pool).
+    pub fn write_piece_blocking(&self, index: usize, data: &[u8]) -> std::io::Result<()> {
+        self.file
+            .write_all_at(data, index as u64 * PIECE_SIZE)
+            .map_err(|e| annotate(e, "write", &self.path))
     }
 
     /// Flushes written pieces to the disk and returns the part file's size and mtime after the

@@ -1,6 +1,6 @@
 //! What the cluster machinery has done since the tracker started, for the `status` line: how
 //! often it took over or stepped down, followed or served a standby, sent or installed a
-//! snapshot, and refused a connection that did not prove the cluster key. Operators (and the
+//! snapshot, lost and regained its storage, caught up after it had to, and refused a connection that did not prove the cluster key. Operators (and the
 //! tests) read these instead of grepping the log.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +19,13 @@ pub struct Counters {
     pub refused_bad_proof: AtomicU64,
     /// Cluster connections refused because they named a tracker not in tracker_info.txt.
     pub refused_unknown_tracker: AtomicU64,
+    /// Storage failures (full disk, I/O errors) that stopped this tracker from writing.
+    pub storage_faults: AtomicU64,
+    /// Times the database was reopened and found writable after a storage failure.
+    pub reopens: AtomicU64,
+    /// Times this tracker caught up from the other one after it had to (a corrupt database
+    /// replaced, a storage failure), which lets it lead again.
+    pub resyncs: AtomicU64,
 }
 
 impl Counters {
@@ -31,7 +38,8 @@ impl Counters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
             "takeovers={} step_downs={} follows={} standbys_served={} snapshots_sent={} \
-             snapshots_installed={} refused_bad_proof={} refused_unknown_tracker={}",
+             snapshots_installed={} refused_bad_proof={} refused_unknown_tracker={} \
+             storage_faults={} reopens={} resyncs={}",
             get(&self.takeovers),
             get(&self.step_downs),
             get(&self.follows),
@@ -40,6 +48,9 @@ impl Counters {
             get(&self.snapshots_installed),
             get(&self.refused_bad_proof),
             get(&self.refused_unknown_tracker),
+            get(&self.storage_faults),
+            get(&self.reopens),
+            get(&self.resyncs),
         )
     }
 }

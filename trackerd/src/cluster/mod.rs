@@ -17,6 +17,15 @@
 //!   the standby has not taken over).
 //! - **Clients at the standby** get `not_primary` with the primary's address (a redirect), or
 //!   `unavailable` while it cannot reach any primary.
+//! - **Storage faults.** A tracker whose database cannot be written (full disk, I/O error)
+//!   steps down at once: it answers clients `unavailable`, stops renewing its lease (so the
+//!   standby takes over) and tries to reopen the database every [`REOPEN_EVERY`]. Once it can
+//!   write again it starts over as a tracker that must re-sync (see `Resync`): it follows the
+//!   other tracker and may lead again only once it has caught up.
+//! - **Re-sync.** A tracker with the durable "must re-sync" marker (a corrupt database replaced
+//!   by an empty one, or a storage fault) never becomes primary or takes over until it has
+//!   caught up from the other tracker (a snapshot installed, or the whole log applied up to the
+//!   primary's heartbeat).
 
 pub mod auth;
 pub mod counters;
@@ -25,7 +34,7 @@ pub mod link;
 mod primary;
 mod standby;
 
-use crate::store::Store;
+use crate::store::{Resync, Store};
 use link::LinkError;
 use p2p_proto::ErrorReply;
 use p2p_proto::cluster::{Position, Purpose, Role};
@@ -50,6 +59,8 @@ const GATE_WAIT: Duration = Duration::from_millis(2500);
 const STARTUP_GRACE: Duration = Duration::from_secs(3);
 /// Row of the tracker's local table holding the other tracker's pinned key.
 const PEER_KEY: &str = "peer_key";
+/// How often a tracker whose storage failed tries to reopen its database.
+pub const REOPEN_EVERY: Duration = Duration::from_secs(2);
 
 struct State {
     role: Role,
@@ -64,6 +75,8 @@ struct State {
     /// The other tracker's key, pinned the first time it proved the cluster key (when
     /// tracker_info.txt names none).
     pinned: Option<Fingerprint>,
+    /// Why this tracker must catch up before it may lead (mirrors the durable marker).
+    resync: Option<Resync>,
 }
 
 pub struct Cluster {
@@ -107,6 +120,20 @@ impl Cluster {
                 None
             }
         };
+        let resync = match store.resync() {
+            Ok(r) => r,
+            Err(e) => {
+                // Unknown: the safe assumption is that it must.
+                tracing::error!(error = %e, "cannot read the re-sync marker");
+                Some(Resync::Corrupt)
+            }
+        };
+        if let Some(why) = resync {
+            tracing::warn!(
+                ?why,
+                "this tracker must catch up from the other tracker before it may lead"
+            );
+        }
         Self {
             self_no,
             peer,
@@ -123,6 +150,7 @@ impl Cluster {
                 link_up: false,
                 misconfigured: None,
                 pinned,
+                resync,
             }),
             acked: watch::Sender::new(0),
             changed: Notify::new(),
@@ -204,9 +232,13 @@ impl Cluster {
         }) {
             return Ok(());
         }
-        self.store
-            .set_leadership(theirs.epoch, theirs.leader)
-            .map_err(|e| e.to_string())?;
+        if let Err(e) = self.store.set_leadership(theirs.epoch, theirs.leader) {
+            // A tracker that cannot write still steps down; it learns the epoch again once it
+            // follows the other tracker.
+            if !e.is_fault() {
+                return Err(e.to_string());
+            }
+        }
         let mut st = self.state();
         if theirs.leader != self.self_no && st.role == Role::Primary {
             tracing::warn!(
@@ -239,15 +271,30 @@ impl Cluster {
     }
 
     fn renew_lease(&self) {
+        let faulted = self.store.fault().is_some();
         let mut st = self.state();
-        if st.role == Role::Primary {
+        if st.role == Role::Primary && !faulted {
             st.lease_until = Some(Instant::now() + LEASE);
         }
         drop(st);
         self.changed.notify_waiters();
     }
 
+    /// Why this tracker may not lead now, if it may not.
+    fn may_not_lead(&self) -> Option<String> {
+        if let Some(why) = self.store.fault() {
+            return Some(format!("its database cannot be written: {why}"));
+        }
+        self.state()
+            .resync
+            .map(|why| format!("it must catch up from the other tracker first ({why:?})"))
+    }
+
     async fn become_primary(&self) {
+        if let Some(why) = self.may_not_lead() {
+            tracing::warn!(%why, "not becoming primary");
+            return;
+        }
         self.set_role(Role::Primary);
         self.renew_lease();
         // The first primary creates the trackers' secrets; they are logged and replicated.
@@ -260,8 +307,20 @@ impl Cluster {
     }
 
     async fn take_over(&self) -> Result<(), String> {
+        if let Some(why) = self.may_not_lead() {
+            // Back to deciding: there, a tracker that must re-sync waits for the other one.
+            self.set_role(Role::Starting);
+            return Err(format!("not taking over: {why}"));
+        }
         let ours = self.position()?;
-        let epoch = ours.epoch + 1;
+        // The epoch came from the other tracker too: a hostile or broken value must not
+        // overflow.
+        let Some(epoch) = ours.epoch.checked_add(1) else {
+            return Err(format!(
+                "not taking over: the epoch counter is at its maximum ({})",
+                ours.epoch
+            ));
+        };
         self.store
             .set_leadership(epoch, self.self_no)
             .map_err(|e| e.to_string())?;
@@ -319,6 +378,11 @@ impl Cluster {
         let deadline = Instant::now() + GATE_WAIT;
         loop {
             let notified = self.changed.notified();
+            if let Some(why) = self.store.fault() {
+                return Err(ErrorReply::unavailable(format!(
+                    "this tracker is not serving: it cannot write to its database ({why})"
+                )));
+            }
             {
                 let st = self.state();
                 if st.role != Role::Primary
@@ -406,8 +470,10 @@ impl Cluster {
             Some(why) => format!("; pair misconfigured: {why}"),
             None => String::new(),
         };
+        let faulted = u8::from(self.store.fault().is_some());
+        let resync = u8::from(st.resync.is_some());
         let line = format!(
-            "role={:?} epoch={} leader={} last_seq={} {}",
+            "role={:?} epoch={} leader={} last_seq={} faulted={faulted} resync={resync} {}",
             st.role,
             position.epoch,
             position.leader,
@@ -426,15 +492,29 @@ impl Cluster {
     pub async fn run(self: Arc<Self>) {
         let Some((peer_no, peer_addr)) = self.peer else {
             self.become_primary().await;
-            return;
+            // A lone tracker has nobody to hand over to: it only gets its storage back.
+            let mut faults = self.store.subscribe_faults();
+            loop {
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => return,
+                    r = faults.wait_for(|f| f.is_some()) => if r.is_err() { return },
+                }
+                self.recover().await;
+            }
         };
         let started = Instant::now();
         while !self.shutdown.is_cancelled() {
+            if self.store.fault().is_some() {
+                self.recover().await;
+                continue;
+            }
             match self.role() {
                 Role::Starting => {
                     let probe = link::probe(&self, peer_addr).await;
                     self.note_attempt(&probe);
-                    let leader = self.position().map(|p| p.leader).unwrap_or(1);
+                    let ours = self.position().ok();
+                    let leader = ours.map(|p| p.leader).unwrap_or(1);
+                    let resync = self.state().resync;
                     match probe {
                         Ok((Role::Primary, _)) if leader == peer_no => self.set_role(Role::Standby),
                         // It answers but is not our partner: we cannot learn whether it leads a
@@ -443,10 +523,26 @@ impl Cluster {
                         Err(LinkError::Misconfigured(_)) => {
                             self.pause(Duration::from_secs(1)).await
                         }
+                        Ok((role, theirs)) if resync == Some(Resync::Fault) => {
+                            // After a storage fault: if the other tracker has not led since
+                            // (it is not primary and holds nothing we lack), nothing was
+                            // written without us and the usual start-up rules apply again.
+                            let nothing_missed = ours.is_some_and(|o| {
+                                theirs.last_seq <= o.last_seq && theirs.last_epoch <= o.last_epoch
+                            });
+                            if role != Role::Primary && nothing_missed {
+                                self.caught_up().await;
+                            } else {
+                                self.pause(Duration::from_millis(300)).await;
+                            }
+                        }
+                        // It must catch up first: wait for the other tracker to lead.
+                        _ if resync.is_some() => self.pause(Duration::from_millis(300)).await,
                         _ if leader == self.self_no => self.become_primary().await,
                         _ if started.elapsed() > STARTUP_GRACE => {
                             if let Err(e) = self.take_over().await {
                                 tracing::error!(error = %e, "cannot take over");
+                                self.pause(Duration::from_millis(500)).await;
                             }
                         }
                         _ => self.pause(Duration::from_millis(300)).await,
@@ -454,7 +550,10 @@ impl Cluster {
                 }
                 Role::Primary => {
                     self.pause(PROBE_EVERY).await;
-                    if self.state().follower.is_some() || self.shutdown.is_cancelled() {
+                    if self.state().follower.is_some()
+                        || self.shutdown.is_cancelled()
+                        || self.store.fault().is_some()
+                    {
                         continue;
                     }
                     // learn() inside the probe steps us down if the other side outranks us.
@@ -468,6 +567,9 @@ impl Cluster {
                         break;
                     }
                     tracing::warn!(%reason, "replication link to the primary ended");
+                    if self.store.fault().is_some() {
+                        continue;
+                    }
                     let probe = link::probe(&self, peer_addr).await;
                     self.note_attempt(&probe);
                     match probe {
@@ -488,6 +590,89 @@ impl Cluster {
         }
     }
 
+    /// After a storage fault: steps down at once, then tries to reopen the database every
+    /// [`REOPEN_EVERY`] until it can write again. A tracker with a partner then starts over
+    /// as one that must re-sync; a lone tracker leads again.
+    async fn recover(&self) {
+        let why = self.store.fault().unwrap_or_default();
+        {
+            let mut st = self.state();
+            if st.role == Role::Primary {
+                counters::Counters::bump(&self.counters.step_downs);
+            }
+            st.role = if self.peer.is_some() {
+                Role::Standby
+            } else {
+                Role::Starting
+            };
+            st.lease_until = None;
+            st.follower = None;
+            st.link_up = false;
+        }
+        self.changed.notify_waiters();
+        counters::Counters::bump(&self.counters.storage_faults);
+        tracing::warn!(
+            error = %why,
+            "storage failure: not serving, not leading; reopening the database every {:?}",
+            REOPEN_EVERY
+        );
+        let mut last_error = String::new();
+        loop {
+            self.pause(REOPEN_EVERY).await;
+            if self.shutdown.is_cancelled() {
+                return;
+            }
+            let store = Arc::clone(&self.store);
+            let reopened = match tokio::task::spawn_blocking(move || store.reopen()).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let Err(e) = reopened else { break };
+            if e != last_error {
+                tracing::warn!(error = %e, "database not writable yet");
+                last_error = e;
+            }
+        }
+        counters::Counters::bump(&self.counters.reopens);
+        if self.peer.is_none() {
+            self.become_primary().await;
+            return;
+        }
+        // The other tracker may have taken over meanwhile: follow it before leading again.
+        let store = Arc::clone(&self.store);
+        let marked = tokio::task::spawn_blocking(move || {
+            store.set_resync(Resync::Fault)?;
+            store.resync()
+        })
+        .await;
+        match marked {
+            Ok(Ok(resync)) => self.state().resync = resync.or(Some(Resync::Fault)),
+            // Faulted again: the run loop comes back here.
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot record the re-sync marker"),
+            Err(e) => tracing::warn!(error = %e, "cannot record the re-sync marker"),
+        }
+        self.set_role(Role::Starting);
+    }
+
+    /// This tracker holds everything the other one has (it just installed a snapshot from it,
+    /// or applied its whole log, or found it has not led since our fault): a re-sync marker
+    /// is cleared and it may lead again.
+    async fn caught_up(&self) {
+        if self.state().resync.is_none() {
+            return;
+        }
+        let store = Arc::clone(&self.store);
+        match tokio::task::spawn_blocking(move || store.clear_resync()).await {
+            Ok(Ok(())) => {
+                self.state().resync = None;
+                counters::Counters::bump(&self.counters.resyncs);
+                tracing::info!("caught up with the other tracker; this tracker may lead again");
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot clear the re-sync marker"),
+            Err(e) => tracing::error!(error = %e, "cannot clear the re-sync marker"),
+        }
+    }
+
     /// Runs what an authenticated connection from the other tracker asked for: a standby that
     /// wants to follow gets our log, if we are the primary; a probe is done already.
     pub async fn serve_link(&self, accepted: link::Accepted) {
@@ -496,10 +681,86 @@ impl Cluster {
         }
     }
 
+    /// Waits `d`, or less if the tracker shuts down or its storage fails.
     async fn pause(&self, d: Duration) {
+        let mut faults = self.store.subscribe_faults();
+        let faulted_before = faults.borrow_and_update().is_some();
         tokio::select! {
             _ = self.shutdown.cancelled() => {}
             _ = tokio::time::sleep(d) => {}
+            _ = faults.wait_for(|f| f.is_some()), if !faulted_before => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(dir: &std::path::Path) -> Cluster {
+        let store = Arc::new(Store::open(dir).unwrap());
+        let entry = |port| TrackerEntry {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            fingerprint: None,
+        };
+        Cluster::new(
+            1,
+            &[entry(1), entry(2)],
+            vec![7; 32],
+            Identity::ephemeral().unwrap(),
+            store,
+            CancellationToken::new(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_takeover_at_the_highest_epoch_is_refused_not_overflowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cluster(dir.path());
+        // A hostile (or broken) partner claimed the highest epoch; we adopted it.
+        c.learn(Position {
+            epoch: u64::MAX,
+            leader: 2,
+            last_seq: 0,
+            last_epoch: 0,
+        })
+        .unwrap();
+        assert!(c.take_over().await.is_err());
+        let p = c.position().unwrap();
+        assert_eq!((p.epoch, p.leader), (u64::MAX, 2), "nothing changed");
+        assert_ne!(c.role(), Role::Primary);
+        assert_eq!(
+            c.counters
+                .takeovers
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tracker_that_must_resync_neither_takes_over_nor_becomes_primary() {
+        let dir = tempfile::tempdir().unwrap();
+        Store::open(dir.path())
+            .unwrap()
+            .set_resync(Resync::Corrupt)
+            .unwrap();
+        let c = cluster(dir.path());
+        assert!(c.take_over().await.is_err());
+        c.become_primary().await;
+        assert_ne!(c.role(), Role::Primary);
+        assert_eq!(c.position().unwrap().epoch, 0);
+        assert!(c.gate().await.is_err(), "it serves nothing");
+    }
+
+    #[tokio::test]
+    async fn a_faulted_tracker_answers_unavailable_and_does_not_lead() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cluster(dir.path());
+        c.store
+            .mark_faulted(&crate::store::StoreError::Faulted("disk full".into()));
+        let e = c.gate().await.unwrap_err();
+        assert_eq!(e.kind, p2p_proto::ErrorKind::Unavailable);
+        c.become_primary().await;
+        assert_ne!(c.role(), Role::Primary);
     }
 }

@@ -5,7 +5,8 @@
 use super::Cluster;
 use super::counters::Counters;
 use super::link::{Link, recv, send};
-use p2p_proto::cluster::{ClusterMsg, Position, SNAPSHOT_CHUNK, SnapshotRow};
+use crate::store::{RECORDS_READ_BYTES, SNAPSHOT_CHUNK_BYTES};
+use p2p_proto::cluster::{ClusterMsg, Position, SnapshotRow};
 use p2p_proto::{FrameError, cluster::ClusterFrame};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -29,7 +30,7 @@ pub async fn serve_follower(cluster: &Cluster, mut link: Link, peer: SocketAddr,
             return;
         }
     };
-    let generation = cluster.follower_connected(next - 1);
+    let generation = cluster.follower_connected(next.saturating_sub(1));
     let result = stream(cluster, &mut link, next, generation).await;
     cluster.follower_gone(generation);
     match result {
@@ -53,9 +54,10 @@ fn can_continue(cluster: &Cluster, theirs: &Position) -> Result<bool, String> {
             .map_err(|e| e.to_string())?
             == Some(theirs.last_epoch)
     };
+    // theirs.last_seq < ours.last_seq here, so the + 1 cannot overflow.
     let have_next = theirs.last_seq == ours.last_seq
         || store
-            .record_epoch(theirs.last_seq + 1)
+            .record_epoch(theirs.last_seq.saturating_add(1))
             .map_err(|e| e.to_string())?
             .is_some();
     Ok(same_history && have_next)
@@ -68,11 +70,12 @@ async fn catch_up_point(
     link: &mut Link,
     theirs: &Position,
 ) -> Result<u64, String> {
-    if can_continue(cluster, theirs)? {
-        Ok(theirs.last_seq + 1)
+    let next = if can_continue(cluster, theirs)? {
+        theirs.last_seq.checked_add(1)
     } else {
-        Ok(send_snapshot(cluster, link).await? + 1)
-    }
+        send_snapshot(cluster, link).await?.checked_add(1)
+    };
+    next.ok_or_else(|| "sequence numbers used up".to_string())
 }
 
 async fn stream(
@@ -92,10 +95,12 @@ async fn stream(
         if next <= newest {
             let store = std::sync::Arc::clone(&cluster.store);
             let from = next;
-            let records = tokio::task::spawn_blocking(move || store.records_from(from, BATCH))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+            let records = tokio::task::spawn_blocking(move || {
+                store.records_from(from, BATCH, RECORDS_READ_BYTES)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
             if records.is_empty() {
                 return Err(format!("log has no record {next}"));
             }
@@ -133,45 +138,76 @@ async fn stream(
     }
 }
 
-/// Sends the whole state in chunks; returns the sequence number it represents.
+/// Streams the whole state in chunks of at most [`SNAPSHOT_CHUNK_BYTES`], read from one read
+/// transaction on a blocking thread a chunk or two ahead of the link (so the link's pace holds
+/// the reader back); returns the sequence number it represents.
 async fn send_snapshot(cluster: &Cluster, link: &mut Link) -> Result<u64, String> {
     let store = std::sync::Arc::clone(&cluster.store);
-    let (rows, position) = tokio::task::spawn_blocking(move || store.export_snapshot())
+    let (chunks_tx, mut chunks) = tokio::sync::mpsc::channel::<Vec<SnapshotRow>>(2);
+    let (position_tx, position_rx) = tokio::sync::oneshot::channel::<Position>();
+    let export = tokio::task::spawn_blocking(move || {
+        store.export_snapshot_chunks(
+            SNAPSHOT_CHUNK_BYTES,
+            |position| {
+                let _ = position_tx.send(position);
+            },
+            |rows| chunks_tx.blocking_send(rows).is_ok(),
+        )
+    });
+    let position = position_rx
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    tracing::info!(
-        rows = rows.len(),
-        last_seq = position.last_seq,
-        "sending snapshot to standby"
-    );
-    let mut chunk: Vec<SnapshotRow> = Vec::new();
-    let mut size = 0;
-    let mut rows = rows.into_iter().peekable();
-    loop {
-        let row = rows.next();
-        let last = rows.peek().is_none();
-        if let Some(row) = row {
-            size += row.key.len() + row.value.len() + row.table.len() + 64;
-            chunk.push(row);
+        .map_err(|_| "cannot read the state for a snapshot".to_string());
+    let position = match position {
+        Ok(p) => p,
+        Err(e) => {
+            return Err(match export.await {
+                Ok(Err(why)) => format!("{e}: {why}"),
+                _ => e,
+            });
         }
-        if size >= SNAPSHOT_CHUNK || last {
+    };
+    tracing::info!(last_seq = position.last_seq, "sending snapshot to standby");
+    // One chunk is held back until the next one arrives, so that the last can be flagged.
+    let mut held: Option<Vec<SnapshotRow>> = None;
+    let mut rows_sent = 0usize;
+    while let Some(rows) = chunks.recv().await {
+        if let Some(prev) = held.replace(rows) {
+            rows_sent += prev.len();
             send(
                 link,
                 ClusterMsg::Snapshot {
-                    rows: std::mem::take(&mut chunk),
-                    last,
+                    rows: prev,
+                    last: false,
                     position,
                 },
             )
             .await
             .map_err(|e| e.to_string())?;
-            size = 0;
-        }
-        if last {
-            break;
         }
     }
+    // The channel closed: the export is done (or failed; then nothing is flagged last).
+    match export.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(format!("snapshot export failed: {e}")),
+        Err(e) => return Err(e.to_string()),
+    }
+    let rows = held.unwrap_or_default();
+    rows_sent += rows.len();
+    send(
+        link,
+        ClusterMsg::Snapshot {
+            rows,
+            last: true,
+            position,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tracing::info!(
+        rows = rows_sent,
+        last_seq = position.last_seq,
+        "snapshot sent"
+    );
     // The follower acknowledges the snapshot once it is installed.
     match recv(link, Duration::from_secs(30))
         .await

@@ -6,7 +6,8 @@ use super::counters::Counters;
 use super::link::{connect, recv, send};
 use super::primary::FOLLOWER_TIMEOUT;
 use crate::log::LogRecord;
-use p2p_proto::cluster::{ClusterMsg, Purpose, Role, SnapshotRow};
+use crate::store::SnapshotInstaller;
+use p2p_proto::cluster::{ClusterMsg, Purpose, Role};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -32,7 +33,8 @@ pub async fn follow(cluster: &Cluster, addr: SocketAddr) -> String {
 }
 
 async fn receive(cluster: &Cluster, link: &mut super::link::Link) -> String {
-    let mut snapshot: Vec<SnapshotRow> = Vec::new();
+    // A snapshot being installed, chunk by chunk (dropping it mid-way changes nothing).
+    let mut snapshot: Option<SnapshotInstaller> = None;
     // The primary may first export a snapshot of its whole state: allow it time for that.
     let mut wait = FIRST_MESSAGE_TIMEOUT;
     loop {
@@ -66,36 +68,40 @@ async fn receive(cluster: &Cluster, link: &mut super::link::Link) -> String {
                 last,
                 position,
             } => {
-                snapshot.extend(rows);
+                let installer = snapshot.get_or_insert_with(|| {
+                    tracing::info!(last_seq = position.last_seq, "receiving a snapshot");
+                    SnapshotInstaller::start(Arc::clone(&cluster.store))
+                });
+                if let Err(e) = installer.rows(rows).await {
+                    return e;
+                }
                 if !last {
                     continue;
                 }
-                let rows = std::mem::take(&mut snapshot);
-                let store = Arc::clone(&cluster.store);
-                tracing::info!(
-                    rows = rows.len(),
-                    last_seq = position.last_seq,
-                    "installing snapshot"
-                );
-                match tokio::task::spawn_blocking(move || store.install_snapshot(&rows, position))
-                    .await
-                {
-                    Ok(Ok(())) => {
-                        Counters::bump(&cluster.counters.snapshots_installed);
-                        position.last_seq
-                    }
-                    Ok(Err(e)) => return format!("cannot install snapshot: {e}"),
-                    Err(e) => return e.to_string(),
+                let Some(installer) = snapshot.take() else {
+                    return "snapshot installer lost".into();
+                };
+                if let Err(e) = installer.finish(position).await {
+                    return e;
                 }
+                tracing::info!(last_seq = position.last_seq, "snapshot installed");
+                Counters::bump(&cluster.counters.snapshots_installed);
+                cluster.caught_up().await;
+                position.last_seq
             }
             ClusterMsg::Heartbeat { position } => {
                 if let Err(e) = cluster.learn(position) {
                     return e;
                 }
-                match cluster.position() {
+                let ours = match cluster.position() {
                     Ok(p) => p.last_seq,
                     Err(e) => return e,
+                };
+                // The primary sends a heartbeat only once it has sent us everything.
+                if ours >= position.last_seq {
+                    cluster.caught_up().await;
                 }
+                ours
             }
             ClusterMsg::Refuse { reason } => return format!("refused: {reason}"),
             other => return format!("unexpected message {other:?}"),

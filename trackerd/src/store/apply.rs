@@ -2,26 +2,30 @@
 //! record appended to the log, in the caller's write transaction, on the primary and on the
 //! standby alike.
 
+use super::compact::{LogKeep, trim};
 use super::error::{StoreError, db_err};
 use super::tables::{LAST_EPOCH, LAST_SEQ, LOG, REQUEST_IDS, Tables, to_json};
 use super::tables::{SESSION_SECRET, SIGNING_KEY};
 use crate::log::{LogEntry, LogRecord};
 use crate::records::{FileRecord, GroupRecord, SessionRecord, UserRecord, legacy_group_id};
 use redb::{Table, WriteTransaction};
-/// Applies `record` to the state tables and appends it to the log, advancing `meta`: the one
-/// way the state changes, on the primary (`Store::write`) and on the standby alike.
+/// Applies `record` to the state tables and appends it to the log, advancing `meta`, and trims
+/// the log to `keep`: the one way the state changes, on the primary (`Store::write`) and on
+/// the standby alike.
 pub(crate) fn append(
     txn: &WriteTransaction,
     tables: &mut Tables<'_>,
     meta: &mut Table<'_, &'static str, u64>,
     record: &LogRecord,
+    keep: &LogKeep,
 ) -> Result<(), StoreError> {
     for entry in &record.entries {
         apply(tables, entry)?;
     }
+    let raw = to_json(record);
     txn.open_table(LOG)
         .map_err(db_err)?
-        .insert(record.seq, to_json(record).as_slice())
+        .insert(record.seq, raw.as_slice())
         .map_err(db_err)?;
     txn.open_table(REQUEST_IDS)
         .map_err(db_err)?
@@ -29,6 +33,7 @@ pub(crate) fn append(
         .map_err(db_err)?;
     meta.insert(LAST_SEQ, record.seq).map_err(db_err)?;
     meta.insert(LAST_EPOCH, record.epoch).map_err(db_err)?;
+    trim(txn, meta, keep, raw.len() as u64)?;
     Ok(())
 }
 

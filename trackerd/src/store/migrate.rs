@@ -173,7 +173,7 @@ mod tests {
         }
         // What a schema 2 tracker wrote: the same rows without counters.
         {
-            let txn = store.db.begin_write().unwrap();
+            let txn = store.begin_write().unwrap();
             {
                 let mut tables = open_tables(&txn).unwrap();
                 for name in ["alice", "bob"] {

@@ -1,27 +1,41 @@
 //! The tracker's redb database: the log of changes and the state it produces.
 //!
 //! Tables (keys → JSON values unless noted):
-//! - `log`: seq (u64) → [`LogRecord`]
+//! - `log`: seq (u64) → [`LogRecord`] (a bounded tail, see `compact`)
 //! - `request_ids`: request id → seq of the record it produced
 //! - `users`: user id → [`UserRecord`]
 //! - `sessions`: SHA-256 of the token (hex) → [`SessionRecord`]
 //! - `groups`: group id → [`GroupRecord`]
 //! - `files`: `{group}/{name}` → [`FileRecord`] (see [`file_key`])
 //! - `secrets`: name → JSON string; `signing_key` is the hex of the trackers' ed25519 secret
-//! - `meta`: name → u64 (`last_seq`, `last_epoch`, `epoch`, `leader`)
-
+//! - `meta`: name → u64 (`last_seq`, `last_epoch`, `epoch`, `leader`, `log_bytes`)
+//! - `local`: this tracker's own rows, never replicated (the other tracker's pinned key, the
+//!   "must re-sync" marker)
 //!
 //! Submodules: `tables` (definitions and typed access), `apply` (a record's entries applied and
-//! the record appended: the one way the state changes), `replica` (what replication needs),
-//! `error`.
+//! the record appended: the one way the state changes), `compact` (the log's bounded tail),
+//! `open` (opening with an integrity check, moving a corrupt file aside), `replica` (what
+//! replication needs), `snapshot` (the whole state streamed in bounded chunks), `error`.
+//!
+//! **Faults.** A write that fails on the storage (full disk, I/O error) leaves redb refusing
+//! every later write until it is reopened. The store then counts as *faulted*: no write is
+//! tried, [`Store::subscribe_faults`] says so (the cluster steps down on it), and
+//! [`Store::reopen`] tries to get a writable database back.
 
 mod apply;
+mod compact;
 mod error;
 mod migrate;
+mod open;
 mod replica;
+mod snapshot;
 mod tables;
 
+pub use compact::{LogKeep, LogTail};
 pub use error::StoreError;
+pub use open::Resync;
+pub use replica::RECORDS_READ_BYTES;
+pub use snapshot::{SNAPSHOT_CHUNK_BYTES, SnapshotInstaller, SnapshotPart};
 pub use tables::{ReadTables, TableSet, Tables};
 
 pub(crate) use apply::append;
@@ -35,8 +49,10 @@ use crate::log::{LogEntry, LogRecord};
 use ed25519_dalek::SigningKey;
 use p2p_proto::ErrorReply;
 use p2p_proto::tracker::TrackerReply;
-use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
-use std::path::Path;
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+use tokio::sync::watch;
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "tracker.redb";
@@ -49,70 +65,150 @@ pub struct Decision {
 
 /// The tracker's database.
 pub struct Store {
-    pub(crate) db: Database,
+    path: PathBuf,
+    /// `None` only while [`reopen`](Self::reopen) is replacing it.
+    db: RwLock<Option<Arc<Database>>>,
+    /// Why writes fail, while the store is faulted.
+    fault: watch::Sender<Option<String>>,
+    keep: LogKeep,
     /// The last applied sequence number, for the replication sender to wait on.
-    pub(crate) last_seq: tokio::sync::watch::Sender<u64>,
+    pub(crate) last_seq: watch::Sender<u64>,
 }
 
 impl Store {
-    /// Opens (or creates) the database in `dir`, creating `dir` (0700) when missing.
+    /// Opens (or creates) the database in `dir`, creating `dir` (0700) when missing, with the
+    /// default log tail.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|source| StoreError::CreateDir {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        let path = dir.join(DB_FILE);
-        let db = Database::create(&path).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
-        // Password hashes, session hashes and the signing key live here: owner only, whatever
-        // the umask or the directory's mode.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
-            |source| StoreError::Chmod {
-                path: path.clone(),
-                source,
-            },
-        )?;
-        // Create every table up front so read transactions never meet a missing one, and bring
-        // a database of an earlier release up to date.
-        let txn = db.begin_write().map_err(db_err)?;
-        let migrated = {
-            open_tables(&txn)?;
-            txn.open_table(LOG).map_err(db_err)?;
-            txn.open_table(REQUEST_IDS).map_err(db_err)?;
-            txn.open_table(META).map_err(db_err)?;
-            txn.open_table(tables::LOCAL).map_err(db_err)?;
-            migrate::migrate(&txn, p2p_proto::grant::unix_now())?
-        };
-        txn.commit().map_err(db_err)?;
-        if let Some(m) = migrated {
-            tracing::info!(
-                from = m.from,
-                to = migrate::CURRENT_SCHEMA,
-                groups = m.groups,
-                sessions = m.sessions,
-                path = %path.display(),
-                "database migrated"
-            );
-        }
+        Self::open_with(dir, LogKeep::default())
+    }
+
+    /// Opens (or creates) the database in `dir`, keeping a log tail of `keep`. A file that
+    /// fails the integrity check is [`StoreError::CorruptFile`].
+    pub fn open_with(dir: &Path, keep: LogKeep) -> Result<Self, StoreError> {
+        let path = open::prepare_dir(dir)?;
+        let db = open::open_checked(&path)?;
         let store = Self {
-            db,
-            last_seq: tokio::sync::watch::Sender::new(0),
+            path,
+            db: RwLock::new(Some(Arc::new(db))),
+            fault: watch::Sender::new(None),
+            keep,
+            last_seq: watch::Sender::new(0),
         };
         store.last_seq.send_replace(store.last_seq()?);
         Ok(store)
     }
 
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Watches the last applied sequence number.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.last_seq.subscribe()
+    }
+
+    /// Watches the fault state: `Some(why)` while writes fail.
+    pub fn subscribe_faults(&self) -> watch::Receiver<Option<String>> {
+        self.fault.subscribe()
+    }
+
+    /// Why writes fail, while the store is faulted.
+    pub fn fault(&self) -> Option<String> {
+        self.fault.borrow().clone()
+    }
+
+    /// Marks the store faulted (once): no write is tried until [`reopen`](Self::reopen).
+    pub fn mark_faulted(&self, why: &StoreError) {
+        let why = why.to_string();
+        let newly = self.fault.send_if_modified(|f| {
+            if f.is_some() {
+                return false;
+            }
+            *f = Some(why.clone());
+            true
+        });
+        if newly {
+            tracing::error!(
+                error = %why,
+                path = %self.path.display(),
+                "storage failure: this tracker stops writing until its database can be reopened"
+            );
+        }
+    }
+
+    /// Notes `e`: a storage failure marks the store faulted.
+    fn note(&self, e: StoreError) -> StoreError {
+        if e.is_fault() && !matches!(e, StoreError::Faulted(_)) {
+            self.mark_faulted(&e);
+        }
+        e
+    }
+
+    fn handle(&self) -> Result<Arc<Database>, StoreError> {
+        self.db
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
+                StoreError::Faulted(self.fault().unwrap_or_else(|| "database closed".into()))
+            })
+    }
+
+    /// A read transaction (reads go on while the store is faulted).
+    pub(crate) fn begin_read(&self) -> Result<ReadTransaction, StoreError> {
+        self.handle()?.begin_read().map_err(db_err)
+    }
+
+    /// A write transaction; refused while the store is faulted, and a storage failure faults it.
+    pub(crate) fn begin_write(&self) -> Result<WriteTransaction, StoreError> {
+        if let Some(why) = self.fault() {
+            return Err(StoreError::Faulted(why));
+        }
+        self.handle()?
+            .begin_write()
+            .map_err(db_err)
+            .map_err(|e| self.note(e))
+    }
+
+    /// Commits `txn`; a storage failure faults the store.
+    pub(crate) fn commit(&self, txn: WriteTransaction) -> Result<(), StoreError> {
+        txn.commit().map_err(db_err).map_err(|e| self.note(e))
+    }
+
+    /// Runs the write `f`; a storage failure anywhere in it faults the store.
+    pub(crate) fn writing<R>(
+        &self,
+        f: impl FnOnce() -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        f().map_err(|e| self.note(e))
+    }
+
+    /// Tries to get a writable database back after a fault: closes the database, opens it
+    /// again (with the integrity check) and commits a test write. On success the fault is
+    /// cleared; on failure the store stays faulted (and maybe closed: reads fail too).
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let mut slot = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(db) = slot.take() {
+            match Arc::try_unwrap(db) {
+                // The file and its lock are released here.
+                Ok(db) => drop(db),
+                Err(still_used) => {
+                    *slot = Some(still_used);
+                    return Err(StoreError::Faulted(
+                        "the database is still in use; trying again".into(),
+                    ));
+                }
+            }
+        }
+        let db = open::open_checked(&self.path)?;
+        open::write_check(&db)?;
+        *slot = Some(Arc::new(db));
+        drop(slot);
+        self.fault.send_replace(None);
+        self.last_seq.send_replace(self.last_seq()?);
+        tracing::info!(path = %self.path.display(), "database reopened and writable again");
+        Ok(())
     }
 
     /// Runs `f` on a consistent snapshot of the state.
@@ -120,7 +216,7 @@ impl Store {
         &self,
         f: impl FnOnce(&ReadTables) -> Result<R, ErrorReply>,
     ) -> Result<R, ErrorReply> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.begin_read()?;
         let tables = tables::open_read_tables(&txn)?;
         f(&tables)
     }
@@ -136,7 +232,7 @@ impl Store {
         request_id: &str,
         decide: impl FnOnce(&Tables<'_>) -> Result<Decision, ErrorReply>,
     ) -> Result<TrackerReply, ErrorReply> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.begin_write()?;
         if let Some(earlier) = self.replay(&txn, request_id)? {
             return Ok(earlier);
         }
@@ -147,7 +243,9 @@ impl Store {
                 return Ok(decision.reply);
             }
             let mut meta = txn.open_table(META).map_err(db_err)?;
-            let seq = meta_value(&meta, LAST_SEQ)? + 1;
+            let seq = meta_value(&meta, LAST_SEQ)?
+                .checked_add(1)
+                .ok_or_else(|| ErrorReply::internal("the log's sequence numbers are used up"))?;
             let epoch = meta_value(&meta, EPOCH)?;
             let record = LogRecord {
                 seq,
@@ -156,15 +254,16 @@ impl Store {
                 entries: decision.entries,
                 reply: decision.reply,
             };
-            append(&txn, &mut tables, &mut meta, &record)?;
+            self.writing(|| append(&txn, &mut tables, &mut meta, &record, &self.keep))?;
             (seq, record.reply)
         };
-        txn.commit().map_err(db_err)?;
+        self.commit(txn)?;
         self.last_seq.send_replace(reply.0);
         Ok(reply.1)
     }
 
-    /// The reply recorded for `request_id`, if it was applied before.
+    /// The reply recorded for `request_id`, if it was applied before (and its record is still
+    /// in the log's tail).
     fn replay(
         &self,
         txn: &WriteTransaction,
@@ -225,7 +324,7 @@ impl Store {
 
     /// A row of the tracker's own (never replicated) table.
     pub fn local(&self, name: &str) -> Result<Option<String>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(tables::LOCAL).map_err(db_err)?;
         Ok(table
             .get(name)
@@ -235,17 +334,33 @@ impl Store {
 
     /// Sets a row of the tracker's own table, durably.
     pub fn set_local(&self, name: &str, value: &str) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        txn.open_table(tables::LOCAL)
-            .map_err(db_err)?
-            .insert(name, value)
-            .map_err(db_err)?;
-        txn.commit().map_err(db_err)
+        let txn = self.begin_write()?;
+        self.writing(|| {
+            txn.open_table(tables::LOCAL)
+                .map_err(db_err)?
+                .insert(name, value)
+                .map_err(db_err)?;
+            Ok(())
+        })?;
+        self.commit(txn)
+    }
+
+    /// Removes a row of the tracker's own table, durably.
+    pub fn remove_local(&self, name: &str) -> Result<(), StoreError> {
+        let txn = self.begin_write()?;
+        self.writing(|| {
+            txn.open_table(tables::LOCAL)
+                .map_err(db_err)?
+                .remove(name)
+                .map_err(db_err)?;
+            Ok(())
+        })?;
+        self.commit(txn)
     }
 
     /// Sequence number of the last applied record (0 for an empty log).
     pub fn last_seq(&self) -> Result<u64, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let txn = self.begin_read()?;
         meta_value(&txn.open_table(META).map_err(db_err)?, LAST_SEQ)
     }
 }

@@ -139,7 +139,56 @@ pub fn decode<T: Message>(body: &[u8]) -> Result<T, FrameError> {
             expected: T::VERSION,
         });
     }
+    if too_dense(body) {
+        return Err(FrameError::Malformed {
+            protocol: T::PROTOCOL,
+            reason: format!(
+                "a frame of {} bytes with more than one JSON value per {BYTES_PER_VALUE} bytes",
+                body.len()
+            ),
+        });
+    }
     serde_json::from_slice(body).map_err(malformed)
+}
+
+/// Frames up to this size are parsed whatever their shape.
+const DENSE_CHECK_ABOVE: usize = 64 * 1024;
+/// A larger frame may hold at most one JSON value per this many bytes.
+const BYTES_PER_VALUE: usize = 4;
+
+/// Whether `body`, a large frame, packs its JSON values densely. serde buffers a tagged message
+/// whole before it knows its variant, at some 30 bytes a value, so `[0,0,0,…]` or `[[[[…` cost
+/// 20 to 100 times their size; no message of ours has values that small in bulk (a piece list
+/// is one 40-character string per piece). Counts the commas, colons and opening brackets
+/// outside strings, in one pass.
+fn too_dense(body: &[u8]) -> bool {
+    if body.len() <= DENSE_CHECK_ABOVE {
+        return false;
+    }
+    let limit = body.len() / BYTES_PER_VALUE;
+    let (mut values, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b',' | b':' | b'[' | b'{' => {
+                values += 1;
+                if values > limit {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Encodes one message as a frame body.
@@ -291,6 +340,37 @@ mod tests {
         a.send(&big).await.unwrap();
         b.set_max_frame(1 << 16);
         assert_eq!(b.recv::<Ping>().await.unwrap(), Some(big));
+    }
+
+    #[test]
+    fn a_large_frame_of_tiny_values_is_refused_before_it_is_parsed() {
+        for dense in [
+            format!(
+                "{{\"v\":3,\"text\":\"x\",\"pad\":[{}0]}}",
+                "0,".repeat(40_000)
+            ),
+            format!(
+                "{{\"v\":3,\"text\":\"x\",\"pad\":{}{}}}",
+                "[".repeat(70_000),
+                "]".repeat(70_000)
+            ),
+        ] {
+            match decode::<Ping>(dense.as_bytes()) {
+                Err(FrameError::Malformed { reason, .. }) => {
+                    assert!(reason.contains("one JSON value per 4 bytes"), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Long strings (piece lists) and strings full of commas are not dense.
+        let pieces: Vec<String> = (0..5000).map(|i| format!("{i:040x}")).collect();
+        let body = serde_json::json!({"v": 3, "text": pieces.join(","), "pad": pieces});
+        let body = serde_json::to_vec(&body).unwrap();
+        assert!(body.len() > DENSE_CHECK_ABOVE);
+        assert_eq!(decode::<Ping>(&body).unwrap().text.len(), 5000 * 41 - 1);
+        let escaped = serde_json::json!({"v": 3, "text": "\\\",:[{".repeat(20_000)});
+        let escaped = serde_json::to_vec(&escaped).unwrap();
+        assert!(decode::<Ping>(&escaped).is_ok());
     }
 
     #[tokio::test]

@@ -539,3 +539,11 @@ pub fn cluster_frames() -> Vec<ClusterFrame> {
     }
     msgs.into_iter().map(ClusterFrame::new).collect()
 }
+
+/// `messages` as frame bodies, the way the real encoder writes them.
+pub fn encoded<T: p2p_proto::Message>(messages: &[T]) -> Vec<Vec<u8>> {
+    messages
+        .iter()
+        .filter_map(|m| p2p_proto::frame::encode(m).ok().map(|b| b.to_vec()))
+        .collect()
+}

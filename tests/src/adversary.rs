@@ -43,6 +43,24 @@ impl Adversary {
         }
     }
 
+    /// A client with a key of its own, logged in as `user`, an account with the harness's
+    /// password ([`password_of`](crate::password_of)).
+    pub fn logged_in(tracker: SocketAddr, user: &str) -> Self {
+        let mut client = Self::new(tracker);
+        client.login(user, &crate::password_of(user));
+        client
+    }
+
+    /// A new account `user` (the harness's password), made and logged in by a client with a
+    /// key of its own.
+    pub fn new_account(tracker: SocketAddr, user: &str) -> Self {
+        let mut client = Self::new(tracker);
+        let password = crate::password_of(user);
+        client.ok(json!({"op": "create_user", "user": user, "password": password}));
+        client.login(user, &password);
+        client
+    }
+
     /// A client whose connections come from `source` (e.g. [`crate::source::ATTACKER`]).
     pub fn from_source(tracker: SocketAddr, source: std::net::IpAddr) -> Self {
         Self {

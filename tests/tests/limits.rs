@@ -6,7 +6,7 @@
 
 use p2p_e2e::adversary::{Adversary, file_meta};
 use p2p_e2e::failover::{settled_cluster, wait_primary};
-use p2p_e2e::{Cluster, Daemon, make_group, password_of, stdout_of};
+use p2p_e2e::{Cluster, Daemon, make_group, stdout_of};
 use serde_json::json;
 use std::collections::BTreeSet;
 
@@ -14,22 +14,6 @@ use std::collections::BTreeSet;
 const GROUPS_PER_USER: usize = 100;
 /// Entries of a listing's page when none is asked for, and the most one may hold.
 const PAGE: usize = 1000;
-
-/// A client with a key of its own, logged in as `user` (an account the harness made).
-fn client_as(cluster: &Cluster, user: &str) -> Adversary {
-    let mut client = Adversary::new(cluster.tracker_addr(1));
-    client.login(user, &password_of(user));
-    client
-}
-
-/// A new account `user` made and logged in by a client with a key of its own.
-fn new_account(cluster: &Cluster, user: &str) -> Adversary {
-    let mut client = Adversary::new(cluster.tracker_addr(1));
-    let password = password_of(user);
-    client.ok(json!({"op": "create_user", "user": user, "password": password}));
-    client.login(user, &password);
-    client
-}
 
 /// `client` creates `count` groups named `{prefix}-{i}`, each of which must succeed.
 fn create_groups(client: &mut Adversary, prefix: &str, count: usize) -> Vec<String> {
@@ -69,7 +53,7 @@ fn one_account_stops_at_its_group_limit_and_everyone_else_still_lists() {
     alice.ok(&["create_group", "alices"]);
 
     // Mallory makes groups as fast as the tracker takes them, up to the limit.
-    let mut flood = client_as(&cluster, "mallory");
+    let mut flood = Adversary::logged_in(cluster.tracker_addr(1), "mallory");
     create_groups(&mut flood, "m", GROUPS_PER_USER);
     let refusal = flood.err(json!({"op": "create_group", "group": "m-over"}));
     assert_eq!(refusal["kind"], "limit_reached", "{refusal}");
@@ -112,7 +96,7 @@ fn paging_through_the_groups_shows_each_exactly_once() {
     let mut all = BTreeSet::new();
     for n in 0..=PAGE / GROUPS_PER_USER {
         let user = format!("maker{n:02}");
-        let mut client = new_account(&cluster, &user);
+        let mut client = Adversary::new_account(cluster.tracker_addr(1), &user);
         let count = if n == PAGE / GROUPS_PER_USER {
             7
         } else {
@@ -173,7 +157,7 @@ fn the_file_listing_pages_too() {
     let alice = cluster.user("alice");
     let bob = cluster.user("bob");
     make_group(&alice, "g1", &[&bob]);
-    let mut uploader = client_as(&cluster, "alice");
+    let mut uploader = Adversary::logged_in(cluster.tracker_addr(1), "alice");
     let names: Vec<String> = (0..5).map(|i| format!("file {i}.txt")).collect();
     for (i, name) in names.iter().enumerate() {
         let meta = file_meta(name, format!("content {i}").as_bytes());
@@ -224,10 +208,10 @@ fn what_a_running_download_asks_for_does_not_carry_the_piece_list() {
         "sha1": "ab".repeat(20),
         "pieces": pieces,
     });
-    let mut seeder = client_as(&cluster, "alice");
+    let mut seeder = Adversary::logged_in(cluster.tracker_addr(1), "alice");
     seeder.ok(json!({"op": "upload_file", "group": "g1", "file": meta, "port": 7000}));
 
-    let mut downloader = client_as(&cluster, "bob");
+    let mut downloader = Adversary::logged_in(cluster.tracker_addr(1), "bob");
     // Starting a download: the metadata with every piece hash, once.
     let start = downloader.fetch("g1", "big.iso");
     assert_eq!(start["meta"]["pieces"].as_array().map(Vec::len), Some(2000));

@@ -7,7 +7,7 @@
 use p2p_e2e::adversary::{Adversary, Greeting, PeerConn, file_meta, wait_expired, wait_unix_past};
 use p2p_e2e::tls::new_identity;
 use p2p_e2e::wire::peer;
-use p2p_e2e::{Cluster, Daemon, make_group, password_of, sha1_hex, write_test_file};
+use p2p_e2e::{Cluster, Daemon, make_group, sha1_hex, write_test_file};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 
@@ -23,22 +23,6 @@ fn share(owner: &Daemon, group: &str, name: &str, seed: u64) -> (Vec<u8>, String
     owner.ok(&["upload_file", group, &path.to_string_lossy()]);
     let sha1 = sha1_hex(&content);
     (content, sha1, owner.peer_addr())
-}
-
-/// A client with a key of its own logged in as `user` (whose password is the harness's).
-fn spy_as(cluster: &Cluster, user: &str) -> Adversary {
-    let mut spy = Adversary::new(cluster.tracker_addr(1));
-    spy.login(user, &password_of(user));
-    spy
-}
-
-/// A new account `user` made and logged in by a client with a key of its own.
-fn new_account(cluster: &Cluster, user: &str) -> Adversary {
-    let mut client = Adversary::new(cluster.tracker_addr(1));
-    let password = password_of(user);
-    client.ok(json!({"op": "create_user", "user": user, "password": password}));
-    client.login(user, &password);
-    client
 }
 
 /// The error a tracker call answered, as (kind, message).
@@ -68,7 +52,7 @@ fn a_grant_captured_by_one_key_is_useless_to_another() {
     let (content, sha1, seeder) = share(&alice, "g1", "data.bin", 11);
 
     // Key A logs in as bob, a real member, and gets a grant naming key A.
-    let mut spy = spy_as(&cluster, "bob");
+    let mut spy = Adversary::logged_in(cluster.tracker_addr(1), "bob");
     let grant = spy.fetch("g1", "data.bin")["grant"].clone();
     assert_eq!(grant["downloader"], spy.identity.fingerprint().to_string());
 
@@ -100,7 +84,7 @@ fn a_member_who_left_keeping_its_grants_is_cut_off_within_the_grant_lifetime() {
     make_group(&alice, "g1", &[&bob]);
     let (content, sha1, seeder) = share(&alice, "g1", "data.bin", 12);
 
-    let mut spy = spy_as(&cluster, "bob");
+    let mut spy = Adversary::logged_in(cluster.tracker_addr(1), "bob");
     let grant = spy.fetch("g1", "data.bin")["grant"].clone();
     let lifetime = grant["expires"].as_u64().unwrap() - p2p_e2e::adversary::unix_now();
     assert!(lifetime <= 4, "the grant lives --grant-lifetime: {grant}");
@@ -148,7 +132,7 @@ fn a_renewed_grant_keeps_a_connection_going_past_the_first_grants_expiry() {
     make_group(&alice, "g1", &[&bob]);
     let (content, sha1, seeder) = share(&alice, "g1", "data.bin", 13);
 
-    let mut spy = spy_as(&cluster, "bob");
+    let mut spy = Adversary::logged_in(cluster.tracker_addr(1), "bob");
     let first = spy.fetch("g1", "data.bin")["grant"].clone();
     let first_expires = first["expires"].as_u64().unwrap();
     let mut conn = PeerConn::connect(seeder, &spy.identity);
@@ -183,7 +167,7 @@ fn a_recreated_group_is_another_group() {
     alice.ok(&["create_group", "secretg"]);
     let (_, sha1, seeder) = share(&alice, "secretg", "plans.bin", 14);
     // alice's file as the tracker recorded it, and the group's id.
-    let mut alice_elsewhere = spy_as(&cluster, "alice");
+    let mut alice_elsewhere = Adversary::logged_in(cluster.tracker_addr(1), "alice");
     let old = alice_elsewhere.fetch("secretg", "plans.bin");
 
     // alice leaves from another session, so her daemon is not told and may still hold its
@@ -193,7 +177,7 @@ fn a_recreated_group_is_another_group() {
 
     // mallory takes the name and registers the same metadata (she has the hashes, not the
     // bytes), then stops offering it herself.
-    let mut mallory = new_account(&cluster, "mallory");
+    let mut mallory = Adversary::new_account(cluster.tracker_addr(1), "mallory");
     mallory.ok(json!({"op": "create_group", "group": "secretg"}));
     let shared = mallory.ok(json!({
         "op": "upload_file", "group": "secretg", "file": old["meta"], "port": 9
@@ -230,7 +214,7 @@ fn a_forged_file_record_in_another_group_gets_nothing() {
     let alice = cluster.user("alice");
     alice.ok(&["create_group", "g1"]);
     alice.ok(&["create_group", "g2"]);
-    let mut mallory = new_account(&cluster, "mallory");
+    let mut mallory = Adversary::new_account(cluster.tracker_addr(1), "mallory");
     mallory.ok(json!({"op": "join_group", "group": "g2"}));
     alice.ok(&["accept_request", "g2", "mallory"]);
     let (content, sha1, seeder) = share(&alice, "g1", "data.bin", 15);
@@ -266,7 +250,7 @@ fn leave_group_withdraws_the_shares_at_once() {
     make_group(&alice, "g1", &[&bob]);
     let (content, sha1, seeder) = share(&alice, "g1", "data.bin", 16);
     bob.wait_seeders("g1", "data.bin", 1);
-    let mut spy = spy_as(&cluster, "bob");
+    let mut spy = Adversary::logged_in(cluster.tracker_addr(1), "bob");
     let grant = spy.fetch("g1", "data.bin")["grant"].clone();
     let mut served = PeerConn::connect(seeder, &spy.identity);
     assert_welcome(served.hello(&sha1, &grant), "bob before alice leaves");
@@ -306,7 +290,7 @@ fn a_replayed_grant_renewal_ends_the_connection() {
     let bob = cluster.user("bob");
     make_group(&alice, "g1", &[&bob]);
     let (content, sha1, seeder) = share(&alice, "g1", "data.bin", 15);
-    let mut spy = spy_as(&cluster, "bob");
+    let mut spy = Adversary::logged_in(cluster.tracker_addr(1), "bob");
     let grant = spy.fetch("g1", "data.bin")["grant"].clone();
     let mut conn = PeerConn::connect(seeder, &spy.identity);
     assert_welcome(conn.hello(&sha1, &grant), "the grant");

@@ -9,15 +9,6 @@ use p2p_e2e::{Cluster, password_of};
 use p2p_proto::identity::Identity;
 use serde_json::{Value, json};
 
-/// A new account `user` made and logged in by a client with a key of its own.
-fn new_account(cluster: &Cluster, user: &str) -> Adversary {
-    let mut client = Adversary::new(cluster.tracker_addr(1));
-    let password = password_of(user);
-    client.ok(json!({"op": "create_user", "user": user, "password": password}));
-    client.login(user, &password);
-    client
-}
-
 fn whoami() -> Value {
     json!({"op": "whoami"})
 }
@@ -36,7 +27,7 @@ fn assert_not_logged_in(reply: &Value, message: &str) {
 #[test]
 fn a_token_used_from_another_key_is_refused() {
     let cluster = Cluster::start();
-    let mut with_a = new_account(&cluster, "alice");
+    let mut with_a = Adversary::new_account(cluster.tracker_addr(1), "alice");
     let token = with_a.token.clone().unwrap();
 
     let mut with_b = Adversary::new(cluster.tracker_addr(1));
@@ -54,7 +45,7 @@ fn a_token_used_from_another_key_is_refused() {
 #[test]
 fn the_client_cannot_choose_its_token() {
     let cluster = Cluster::start();
-    let mut bob = new_account(&cluster, "bob");
+    let mut bob = Adversary::new_account(cluster.tracker_addr(1), "bob");
     let bobs = bob.token.clone().unwrap();
     let mut alice = Adversary::new(cluster.tracker_addr(1));
     let password = password_of("alice");
@@ -87,7 +78,7 @@ fn the_client_cannot_choose_its_token() {
 #[test]
 fn sessions_idle_out() {
     let cluster = Cluster::start_with_tracker_args(&["--session-idle", "3s"]);
-    let mut client = new_account(&cluster, "carol");
+    let mut client = Adversary::new_account(cluster.tracker_addr(1), "carol");
     let alice = cluster.user("alice");
     let logged_in = unix_now();
     assert_eq!(alice.status()["user"], "alice");
@@ -144,7 +135,7 @@ fn logout_revokes_the_token() {
 #[test]
 fn a_session_in_use_does_not_idle_out() {
     let cluster = Cluster::start_with_tracker_args(&["--session-idle", "3s"]);
-    let mut client = new_account(&cluster, "dave");
+    let mut client = Adversary::new_account(cluster.tracker_addr(1), "dave");
     let logged_in = unix_now();
     let mut calls = 0;
     while unix_now() <= logged_in + 6 {

@@ -7,7 +7,6 @@ use super::tracker::decode_round_trip;
 use crate::json::{self, JsonSeeds};
 use crate::{Meter, Rng, Target, corpus};
 use p2p_proto::cluster::{ClusterFrame, ClusterMsg};
-use p2p_proto::frame;
 use std::sync::OnceLock;
 use trackerd::cluster::auth::{self, Side};
 use trackerd::log::LogRecord;
@@ -23,10 +22,7 @@ pub const TARGET: Target = Target {
 fn seeds() -> &'static JsonSeeds {
     static SEEDS: OnceLock<JsonSeeds> = OnceLock::new();
     SEEDS.get_or_init(|| {
-        let mut encoded: Vec<Vec<u8>> = corpus::cluster_frames()
-            .iter()
-            .filter_map(|m| frame::encode(m).ok().map(|b| b.to_vec()))
-            .collect();
+        let mut encoded = corpus::encoded(&corpus::cluster_frames());
         encoded.extend(
             corpus::log_records()
                 .iter()

@@ -5,7 +5,6 @@ use super::tracker::decode_round_trip;
 use crate::json::JsonSeeds;
 use crate::{Meter, Rng, Target, corpus};
 use p2p_proto::control::{CtlCommand, CtlRequest, CtlResponse};
-use p2p_proto::frame;
 use p2p_proto::identity::Fingerprint;
 use p2p_proto::ids::{validate_id, validate_password};
 use std::sync::OnceLock;
@@ -21,15 +20,8 @@ pub const TARGET: Target = Target {
 fn seeds() -> &'static JsonSeeds {
     static SEEDS: OnceLock<JsonSeeds> = OnceLock::new();
     SEEDS.get_or_init(|| {
-        let mut encoded: Vec<Vec<u8>> = corpus::ctl_requests()
-            .iter()
-            .filter_map(|m| frame::encode(m).ok().map(|b| b.to_vec()))
-            .collect();
-        encoded.extend(
-            corpus::ctl_responses()
-                .iter()
-                .filter_map(|m| frame::encode(m).ok().map(|b| b.to_vec())),
-        );
+        let mut encoded = corpus::encoded(&corpus::ctl_requests());
+        encoded.extend(corpus::encoded(&corpus::ctl_responses()));
         JsonSeeds::new(encoded, 256 * 1024)
     })
 }

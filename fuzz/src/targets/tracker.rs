@@ -23,15 +23,8 @@ pub const TARGET: Target = Target {
 fn seeds() -> &'static JsonSeeds {
     static SEEDS: OnceLock<JsonSeeds> = OnceLock::new();
     SEEDS.get_or_init(|| {
-        let mut encoded: Vec<Vec<u8>> = corpus::tracker_requests()
-            .iter()
-            .filter_map(|m| frame::encode(m).ok().map(|b| b.to_vec()))
-            .collect();
-        encoded.extend(
-            corpus::tracker_responses()
-                .iter()
-                .filter_map(|m| frame::encode(m).ok().map(|b| b.to_vec())),
-        );
+        let mut encoded = corpus::encoded(&corpus::tracker_requests());
+        encoded.extend(corpus::encoded(&corpus::tracker_responses()));
         JsonSeeds::new(encoded, 256 * 1024)
     })
 }

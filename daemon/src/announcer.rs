@@ -62,9 +62,18 @@ async fn announce(plane: &Plane, port: u16) {
             complete: holding.share_key.is_some(),
         });
     }
-    let call = TrackerCall::Announce { port, shares };
+    let call = TrackerCall::Announce {
+        port,
+        shares,
+        listening: plane.reach.listening(),
+    };
     match plane.tracker.call(call).await {
-        Ok(TrackerReply::Announced { verdicts }) => settle(plane, verdicts).await,
+        Ok(TrackerReply::Announced { verdicts, seen }) => {
+            if seen.is_some() {
+                plane.reach.seen.with(|s| *s = seen);
+            }
+            settle(plane, verdicts).await
+        }
         Ok(other) => tracing::warn!(?other, "unexpected answer to an announcement"),
         Err(e) => tracing::warn!(error = %e, "announce failed"),
     }

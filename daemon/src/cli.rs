@@ -20,6 +20,13 @@ pub struct Args {
     /// Address to accept peers on.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
     pub listen: SocketAddr,
+    /// The public address peers can reach this daemon at, for a port forward made by hand on
+    /// the router (`ip:port`); the tracker checks it before it tells peers.
+    #[arg(long, value_name = "ADDR")]
+    pub public_addr: Option<SocketAddr>,
+    /// Which protocols may ask the gateway for a port mapping.
+    #[arg(long, value_name = "HOW", value_enum, default_value = "auto")]
+    pub port_mapping: crate::reach::PortMapping,
     /// Stay in the foreground (for systemd and tests) instead of daemonizing.
     #[arg(long)]
     pub foreground: bool,

@@ -14,6 +14,10 @@ pub struct Config {
     pub trackers: TrackerInfo,
     /// Address the peer listener binds (port 0 picks a free one).
     pub listen: SocketAddr,
+    /// `--public-addr`: a port forward made by hand.
+    pub public_addr: Option<SocketAddr>,
+    /// `--port-mapping`.
+    pub port_mapping: crate::reach::PortMapping,
     /// Upload limit for the whole daemon, bytes per second (`None`: unlimited).
     pub upload_limit: Option<u64>,
     /// Download limit for the whole daemon, bytes per second (`None`: unlimited).

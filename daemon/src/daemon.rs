@@ -35,7 +35,7 @@ impl Daemon {
         state: State,
         tracker: TrackerClient,
         pins: Arc<TrackerPins>,
-        peer_port: u16,
+        reach: Arc<crate::reach::Reach>,
         shutdown: CancellationToken,
     ) -> Result<Self, StateError> {
         let tracker = Arc::new(tracker);
@@ -47,6 +47,7 @@ impl Daemon {
             announce: Announce::default(),
             limits: Limits::new(config.upload_limit, config.download_limit),
             grant_key: GrantKey::new(state.clone(), Arc::clone(&tracker)),
+            reach: Arc::clone(&reach),
             shutdown,
             state,
         });
@@ -55,7 +56,7 @@ impl Daemon {
             tracker,
             pins,
             session,
-            peer_port,
+            peer_port: reach.port(),
             plane,
             downloads: Arc::default(),
         })

@@ -18,6 +18,7 @@ pub mod holdings;
 pub mod peer_server;
 pub mod plane;
 pub mod rate_limit;
+pub mod reach;
 pub mod session;
 pub mod shares;
 pub mod state;
@@ -182,6 +183,7 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
         "p2pd ready"
     );
     let peer_port = peers.local_addr()?.port();
+    let reach = Arc::new(reach::Reach::new(peers.local_addr()?, config.public_addr));
     let state = state::State::new(state);
     let pins = tracker_pins::TrackerPins::load(state.clone(), &config.trackers.entries).await?;
     let pins = Arc::new(pins);
@@ -192,13 +194,19 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
         state,
         tracker,
         pins,
-        peer_port,
+        Arc::clone(&reach),
         shutdown.clone(),
     )
     .await?;
     let daemon = Arc::new(daemon);
     let plane = Arc::clone(&daemon.plane);
     let peer_server = tokio::spawn(peer_server::serve(peers, Arc::clone(&plane)));
+    let mapper = tokio::spawn(reach::portmap::run(
+        peer_port,
+        config.port_mapping,
+        reach.mapping.clone(),
+        shutdown.clone(),
+    ));
     let announcer = tokio::spawn(announcer::run(
         Arc::clone(&plane),
         Arc::clone(&daemon.tracker),
@@ -214,6 +222,7 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
     daemon.downloads.stop_all();
     let _ = peer_server.await;
     let _ = announcer.await;
+    let _ = mapper.await;
     let _ = std::fs::remove_file(&config.socket);
     let _ = std::fs::remove_file(config.pid_file());
     drop(pid_lock);

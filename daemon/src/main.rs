@@ -15,6 +15,8 @@ fn main() -> ExitCode {
         Ok(mut c) => {
             c.upload_limit = args.upload_limit.0;
             c.download_limit = args.download_limit.0;
+            c.public_addr = args.public_addr;
+            c.port_mapping = args.port_mapping;
             c
         }
         Err(e) => {
@@ -96,6 +98,8 @@ fn resolve(
         state_dir,
         trackers,
         listen,
+        public_addr: None,
+        port_mapping: p2pd::reach::PortMapping::Auto,
         upload_limit: None,
         download_limit: None,
     })

@@ -54,6 +54,8 @@ pub struct Plane {
     pub holdings: Arc<Holdings>,
     pub announce: Announce,
     pub limits: Limits,
+    /// Where peers reach us, and what the tracker said about it.
+    pub reach: Arc<crate::reach::Reach>,
     /// The trackers' grant-verification key, for the peer server.
     pub grant_key: GrantKey,
     /// Cancelled when the daemon shuts down.

@@ -95,6 +95,8 @@ fn peers() -> Vec<PeerInfo> {
         addr: "127.0.0.1:4000".into(),
         key: downloader(),
         complete: true,
+        reach: Some(p2p_proto::reach::Reachability::Mapped),
+        addr6: Some("[2001:db8::2]:4000".into()),
     }]
 }
 
@@ -174,6 +176,13 @@ pub fn tracker_calls() -> Vec<TrackerCall> {
                     complete: false,
                 },
             ],
+            listening: p2p_proto::reach::Listening {
+                public: Some(p2p_proto::reach::PublicClaim {
+                    addr: std::net::SocketAddr::from(([11, 0, 0, 20], 4000)),
+                    how: p2p_proto::reach::Reachability::Mapped,
+                }),
+                ipv6: vec![std::net::Ipv6Addr::LOCALHOST],
+            },
         },
         TrackerCall::StopShare {
             group: group(),
@@ -266,6 +275,12 @@ pub fn tracker_replies() -> Vec<TrackerReply> {
                     reason: Some("no such group".into()),
                 },
             ],
+            seen: Some(p2p_proto::reach::Seen {
+                observed: "11.0.0.20".into(),
+                addr: "11.0.0.20:4000".into(),
+                reachable: Some(p2p_proto::reach::Reachability::None),
+                ipv6: Vec::new(),
+            }),
         },
     ]
 }

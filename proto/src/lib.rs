@@ -30,6 +30,7 @@ pub mod logging;
 pub mod paths;
 pub mod peer;
 pub mod rate;
+pub mod reach;
 pub mod refusal_log;
 pub mod service;
 pub mod signals;

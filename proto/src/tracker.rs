@@ -17,6 +17,7 @@ use crate::files::FileMeta;
 use crate::frame::Message;
 use crate::grant::Grant;
 use crate::identity::Fingerprint;
+use crate::reach::{Invite, Listening, Reachability, Seen};
 use crate::views::{FileInfo, GroupInfo, LeftGroup};
 use serde::{Deserialize, Serialize};
 
@@ -128,9 +129,40 @@ pub enum TrackerCall {
     /// Says which files the caller's daemon holds now (replacing its previous announcement).
     /// A daemon announces periodically; one that stops is forgotten within a minute. Answered
     /// with [`TrackerReply::Announced`]: a verdict per share.
+    ///
+    /// `listening` says where else than "the address the tracker sees, at `port`" the daemon
+    /// can be reached; the tracker checks each address by connecting back before it lists it.
     Announce {
         port: u16,
         shares: Vec<Announced>,
+        #[serde(default)]
+        listening: Listening,
+    },
+    /// What a logged-in daemon asks every [`POLL_EVERY`](crate::reach::POLL_EVERY): the
+    /// invites waiting for it and what the tracker knows of its reachability. Answered with
+    /// [`TrackerReply::Polled`].
+    Poll,
+    /// Asks the tracker to have `peer` (a holder of `group`/`name`, named by its key) punch a
+    /// hole towards the caller now; answered with [`TrackerReply::PunchAt`], the address the
+    /// caller must connect to, from its listening port, at once.
+    Punch {
+        group: String,
+        name: String,
+        peer: Fingerprint,
+    },
+    /// Opens a relayed connection to `peer` (a holder of the grant's file, named by its key):
+    /// the tracker invites the peer and, once it has connected too, answers
+    /// [`TrackerReply::Relaying`]; from then on the connection carries the two daemons' bytes,
+    /// both ways, until either side closes. `grant` must be the caller's own and unexpired.
+    RelayOpen {
+        name: String,
+        peer: Fingerprint,
+        grant: Grant,
+    },
+    /// The invited side of a relay: accepts the invite `invite`; answered with
+    /// [`TrackerReply::Relaying`] once paired.
+    RelayAccept {
+        invite: String,
     },
     StopShare {
         group: String,
@@ -178,6 +210,13 @@ pub struct PeerInfo {
     /// The key it connects to the tracker with: the only key a downloader accepts from it.
     pub key: Fingerprint,
     pub complete: bool,
+    /// How `addr` reaches it, as the tracker's connect-back check found; absent while the
+    /// check runs (and from older trackers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reach: Option<Reachability>,
+    /// An IPv6 address (`[ip]:port`) the check reached it at, for downloaders with IPv6.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr6: Option<String>,
 }
 
 impl TrackerCall {
@@ -203,6 +242,10 @@ impl TrackerCall {
             TrackerCall::Peers { .. } => "peers",
             TrackerCall::Announce { .. } => "announce",
             TrackerCall::StopShare { .. } => "stop_share",
+            TrackerCall::Poll => "poll",
+            TrackerCall::Punch { .. } => "punch",
+            TrackerCall::RelayOpen { .. } => "relay_open",
+            TrackerCall::RelayAccept { .. } => "relay_accept",
         }
     }
 }
@@ -286,7 +329,22 @@ pub enum TrackerReply {
     },
     Announced {
         verdicts: Vec<ShareVerdict>,
+        /// Where the tracker sees the daemon, and what its reachability check found.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seen: Option<Seen>,
     },
+    Polled {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seen: Option<Seen>,
+        #[serde(default)]
+        invites: Vec<Invite>,
+    },
+    /// Connect to `addr` now, from the listening port: the peer is connecting to you.
+    PunchAt {
+        addr: String,
+    },
+    /// The relay is paired: the rest of the connection is the other daemon's bytes.
+    Relaying,
 }
 
 impl TrackerRequest {

@@ -182,6 +182,8 @@ impl Swarm {
                 addr: entry.addr.to_string(),
                 key: entry.key,
                 complete: entry.complete,
+                reach: None,
+                addr6: None,
             })
             .collect();
         peers.sort_by(|a, b| {

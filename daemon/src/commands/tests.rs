@@ -65,6 +65,8 @@ impl Fixture {
             state_dir: dir.path().join("state"),
             trackers: info,
             listen: "127.0.0.1:0".parse().unwrap(),
+            public_addr: None,
+            port_mapping: crate::reach::PortMapping::Off,
             upload_limit: None,
             download_limit: None,
         };
@@ -81,9 +83,19 @@ impl Fixture {
                 .await
                 .unwrap(),
         );
-        let daemon = Daemon::new(config, state, client, pins, 40000, CancellationToken::new())
-            .await
-            .unwrap();
+        let daemon = Daemon::new(
+            config,
+            state,
+            client,
+            pins,
+            Arc::new(crate::reach::Reach::new(
+                std::net::SocketAddr::from(([127, 0, 0, 1], 40000)),
+                None,
+            )),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
         Self {
             daemon: Arc::new(daemon),
             tracker,

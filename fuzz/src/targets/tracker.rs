@@ -180,8 +180,22 @@ fn exercise_call(call: &TrackerCall) {
                 let _ = is_sha1_hex(&s.sha1);
             }
         }
-        TrackerCall::Ping | TrackerCall::Logout | TrackerCall::Whoami | TrackerCall::SigningKey => {
+        TrackerCall::Punch { group, name: n, .. } => {
+            id("group id", group);
+            name(n);
         }
+        TrackerCall::RelayOpen { name: n, grant, .. } => {
+            name(n);
+            super::grant::check_grant(grant);
+        }
+        TrackerCall::RelayAccept { invite } => {
+            let _ = p2p_proto::token::is_request_id(invite);
+        }
+        TrackerCall::Ping
+        | TrackerCall::Poll
+        | TrackerCall::Logout
+        | TrackerCall::Whoami
+        | TrackerCall::SigningKey => {}
     }
 }
 

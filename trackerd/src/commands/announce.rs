@@ -60,6 +60,7 @@ pub async fn run(
     });
     Ok(TrackerReply::Announced {
         verdicts: judged.into_iter().map(|(_, v)| v).collect(),
+        seen: None,
     })
 }
 

@@ -218,12 +218,22 @@ pub async fn dispatch(
                     fetch_file::run(ctx, caller, group, name).await
                 }
                 TrackerCall::Peers { group, name } => peers::run(ctx, caller, group, name).await,
-                TrackerCall::Announce { port, shares } => {
+                TrackerCall::Announce { port, shares, .. } => {
                     announce::run(ctx, caller, origin.addr, port, shares).await
                 }
                 TrackerCall::StopShare { group, name } => {
                     stop_share::run(ctx, caller, group, name).await
                 }
+                TrackerCall::Poll => Ok(TrackerReply::Polled {
+                    seen: None,
+                    invites: Vec::new(),
+                }),
+                TrackerCall::Punch { .. }
+                | TrackerCall::RelayOpen { .. }
+                | TrackerCall::RelayAccept { .. } => Err(ErrorReply::new(
+                    ErrorKind::Unavailable,
+                    "this tracker does not coordinate punches or relays yet",
+                )),
             }
         }
     }

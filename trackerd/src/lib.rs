@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod commands;
 pub mod log;
 pub mod password;
+pub mod reach;
 pub mod records;
 pub mod server;
 mod stdin;
@@ -175,7 +176,8 @@ impl Tracker {
         };
         let store = open_store(&config, info.entries.len() > 1)?;
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let ctx = Ctx::new(Arc::new(store), config.tracker_no, workers, config.policy);
+        let mut ctx = Ctx::new(Arc::new(store), config.tracker_no, workers, config.policy);
+        ctx.prober = Some(reach::probe::Prober::new(identity.clone()));
         Ok(Self {
             listener,
             ctx,
@@ -264,7 +266,12 @@ async fn expire_swarm(ctx: Ctx, shutdown: CancellationToken) {
             _ = ticks.tick() => {}
         }
         ctx.throttle.tidy();
-        let dropped = ctx.swarm(|s| s.expire(std::time::Instant::now()));
+        let now = std::time::Instant::now();
+        let dropped = ctx.swarm(|s| s.expire(now));
+        ctx.reach(|r| {
+            r.places.expire(now);
+            r.invites.expire(now);
+        });
         if dropped > 0 {
             tracing::debug!(dropped, "expired swarm entries");
         }

@@ -94,6 +94,10 @@ pub struct Ctx {
     pub swarm: Arc<Mutex<Swarm>>,
     /// Login and account rates per source, delays per account.
     pub throttle: Arc<crate::throttle::Throttle>,
+    /// Where daemons are and the invites waiting for them. Locked only briefly, like the swarm.
+    pub reach: Arc<Mutex<crate::reach::ReachBook>>,
+    /// Checks announced addresses by connecting back; `None` checks nothing (tests).
+    pub prober: Option<crate::reach::probe::Prober>,
 }
 
 impl Ctx {
@@ -109,7 +113,15 @@ impl Ctx {
             limits: Limits::default(),
             swarm: Arc::new(Mutex::new(Swarm::new())),
             throttle: Arc::new(crate::throttle::Throttle::new(policy.rates)),
+            reach: Arc::default(),
+            prober: None,
         }
+    }
+
+    /// Runs `op` on the reachability book under its lock, as [`Ctx::swarm`] does.
+    pub fn reach<R>(&self, op: impl FnOnce(&mut crate::reach::ReachBook) -> R) -> R {
+        let mut book = self.reach.lock().unwrap_or_else(PoisonError::into_inner);
+        op(&mut book)
     }
 
     /// Runs `op` on the swarm under its lock. `op` is synchronous, so the lock is never held

@@ -205,8 +205,18 @@ impl Fixture {
     }
 
     async fn announce(&self, user: &str, port: u16, shares: Vec<Announced>) -> Vec<ShareVerdict> {
-        match self.ok(user, TrackerCall::Announce { port, shares }).await {
-            TrackerReply::Announced { verdicts } => verdicts,
+        match self
+            .ok(
+                user,
+                TrackerCall::Announce {
+                    port,
+                    shares,
+                    listening: Default::default(),
+                },
+            )
+            .await
+        {
+            TrackerReply::Announced { verdicts, .. } => verdicts,
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -255,6 +265,8 @@ async fn upload_list_fetch_and_grant() {
             addr: "10.0.0.1:7000".into(),
             key: key_of("alice"),
             complete: true,
+            reach: None,
+            addr6: None,
         }],
         "a peer comes with the key a downloader must accept from it"
     );
@@ -426,6 +438,8 @@ async fn announce_replaces_and_skips_what_the_caller_may_not_offer() {
             addr: "10.0.0.2:9000".into(),
             key: key_of("bob"),
             complete: false,
+            reach: None,
+            addr6: None,
         }]
     );
     assert_eq!(f.peers("alice", "b").await.len(), 1);

@@ -10,7 +10,14 @@ use crate::tracker_client::TrackerClient;
 use p2p_proto::reach::{Invite, InviteKind, PUNCH_WINDOW};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
+
+/// The invited side of a punch lets the downloader's first SYN leave before its own: a SYN
+/// of ours that reached a downloader whose gateway forwards its port (a mapping) before the
+/// downloader's own connect left would land on its listener instead of meeting its connect.
+/// The downloader connects as soon as the tracker answers, well within this.
+const PUNCH_HEAD_START: Duration = Duration::from_millis(100);
 
 /// Invites handled at once; more wait for a turn (an invite is at most a few seconds of
 /// connecting, then one served connection).
@@ -59,6 +66,7 @@ async fn meet(
             let remote: SocketAddr = addr
                 .parse()
                 .map_err(|_| format!("the tracker gave a bad address {addr:?}"))?;
+            tokio::time::sleep(PUNCH_HEAD_START).await;
             let stream = dial::punch(plane.reach.listen, remote, PUNCH_WINDOW)
                 .await
                 .map_err(|e| format!("punch to {remote}: {e}"))?;

@@ -454,6 +454,8 @@ async fn a_started_download_is_recorded_and_shown() {
             .unwrap()
             .fingerprint(),
         complete: true,
+        reach: None,
+        addr6: None,
     };
     let f = Fixture::new(move |request| {
         Some(match request.call {

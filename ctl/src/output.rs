@@ -8,7 +8,8 @@
 use crate::terminal;
 use anyhow::{Context, Result};
 use p2p_proto::ErrorReply;
-use p2p_proto::control::{CtlReply, DaemonStatus, DownloadInfo, DownloadState};
+use p2p_proto::control::{CtlReply, DaemonStatus, DownloadInfo, DownloadState, ReachStatus};
+use p2p_proto::reach::Reachability;
 use p2p_proto::views::{FileInfo, GroupInfo, LeftGroup, Membership};
 use serde::Serialize;
 use std::io::{self, Write};
@@ -210,9 +211,44 @@ fn status_lines(status: &DaemonStatus) -> String {
     if let Some(error) = &status.last_tracker_error {
         lines.push(format!("last tracker error: {error}"));
     }
+    lines.extend(reach_lines(&status.reach));
     lines.push(format!("socket: {}", status.socket.display()));
     lines.push(format!("state: {}", status.state_dir.display()));
     safe_lines(lines)
+}
+
+/// Where peers reach the daemon: its listener, the public address the tracker sees and
+/// checked, and the port mapping.
+fn reach_lines(reach: &ReachStatus) -> Vec<String> {
+    let mut lines = vec![format!("peers: listening on {}", reach.listen)];
+    if let Some(addr) = &reach.public_addr {
+        let seen = reach
+            .observed
+            .as_ref()
+            .map(|o| format!(" (connects from {o})"))
+            .unwrap_or_default();
+        lines.push(format!("public address: {addr}{seen}"));
+    }
+    let how = match (reach.reachable, &reach.public_addr) {
+        (Some(Reachability::Direct), _) => "yes, direct".to_owned(),
+        (Some(Reachability::Mapped), _) => "yes, through the port mapping".to_owned(),
+        (Some(Reachability::None), _) => {
+            "no; peers reach this daemon by a hole punch or the relay".to_owned()
+        }
+        (None, Some(_)) => "checking".to_owned(),
+        (None, None) => "not known (the tracker has not seen this daemon yet)".to_owned(),
+    };
+    lines.push(format!("reachable: {how}"));
+    if let Some(m) = &reach.mapping {
+        lines.push(format!(
+            "port mapping: {} {} (lease {}s, renewed)",
+            m.protocol, m.external, m.lifetime_secs
+        ));
+    }
+    for addr in &reach.ipv6 {
+        lines.push(format!("ipv6: {addr} reachable"));
+    }
+    lines
 }
 
 fn file_line(file: &FileInfo) -> String {
@@ -435,15 +471,32 @@ pub(crate) mod tests {
             last_tracker_error: Some("127.0.0.1:7001: connection refused".into()),
             socket: "/run/user/1000/p2pd/p2pd.sock".into(),
             state_dir: "/home/a/.local/state/p2pd".into(),
+            reach: ReachStatus {
+                listen: "[::]:4000".into(),
+                observed: Some("11.0.0.20".into()),
+                public_addr: Some("11.0.0.20:4000".into()),
+                reachable: Some(Reachability::Mapped),
+                mapping: Some(p2p_proto::control::MappingStatus {
+                    protocol: "upnp".into(),
+                    external: "11.0.0.20:4000".into(),
+                    lifetime_secs: 3600,
+                }),
+                ipv6: vec!["[2001:db8:1::2]:4000".into()],
+            },
         };
         assert_eq!(
-            human(&CtlReply::Status(status.clone())),
+            human(&CtlReply::Status(Box::new(status.clone()))),
             format!(
                 "daemon: running (pid 42, version 0.1.0)\n\
              user: alice\n\
              key: sha256:{}\n\
              tracker: 127.0.0.1:7000 (key sha256:{})\n\
              last tracker error: 127.0.0.1:7001: connection refused\n\
+             peers: listening on [::]:4000\n\
+             public address: 11.0.0.20:4000 (connects from 11.0.0.20)\n\
+             reachable: yes, through the port mapping\n\
+             port mapping: upnp 11.0.0.20:4000 (lease 3600s, renewed)\n\
+             ipv6: [2001:db8:1::2]:4000 reachable\n\
              socket: /run/user/1000/p2pd/p2pd.sock\n\
              state: /home/a/.local/state/p2pd",
                 "ab".repeat(32),
@@ -453,13 +506,19 @@ pub(crate) mod tests {
         status.user = None;
         status.tracker = None;
         status.last_tracker_error = None;
+        status.reach = ReachStatus {
+            listen: "[::]:4000".into(),
+            ..ReachStatus::default()
+        };
         assert_eq!(
-            human(&CtlReply::Status(status)),
+            human(&CtlReply::Status(Box::new(status))),
             format!(
                 "daemon: running (pid 42, version 0.1.0)\n\
              user: not logged in\n\
              key: sha256:{}\n\
              tracker: none reachable\n\
+             peers: listening on [::]:4000\n\
+             reachable: not known (the tracker has not seen this daemon yet)\n\
              socket: /run/user/1000/p2pd/p2pd.sock\n\
              state: /home/a/.local/state/p2pd",
                 "ab".repeat(32)

@@ -2,39 +2,62 @@
 //! least one verified piece. Runs every [`ANNOUNCE_EVERY`] and at once when something changed;
 //! the tracker forgets a daemon that stops announcing within a minute.
 //!
-//! Between announcements a ping every [`CHECK_EVERY`] notices a failover (the tracker client
-//! moves to the other tracker), so the new primary, whose list of holders starts empty, hears
-//! from us within seconds rather than at the next announcement.
+//! Between announcements a poll every [`POLL_EVERY`] brings the invites waiting for us (a
+//! downloader that cannot reach us asks us to punch towards it or to join a relay) and what
+//! the tracker sees of our reachability. It also notices a failover (the tracker client moves
+//! to the other tracker), so the new primary, whose list of holders starts empty, hears from
+//! us within seconds rather than at the next announcement.
 
 use crate::holdings::Holding;
 use crate::plane::Plane;
+use crate::reach::invites;
 use crate::tracker_client::TrackerClient;
+use p2p_proto::reach::POLL_EVERY;
 use p2p_proto::tracker::{Announced, ShareVerdict, TrackerCall, TrackerReply};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(20);
-pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 
-/// Announces for as long as the daemon runs. `client` is the raw tracker client (for the pings
-/// that notice a failover); `port` is the peer listener's.
+/// Announces for as long as the daemon runs, and polls the tracker between announcements.
+/// `client` is the raw tracker client (it says which tracker answered, and wakes us when that
+/// changes); `port` is the peer listener's.
 pub async fn run(plane: Arc<Plane>, client: Arc<TrackerClient>, port: u16) {
-    let mut last = tokio::time::Instant::now();
+    let turns = Arc::new(Semaphore::new(invites::MAX_MEETINGS));
+    let mut last: Option<tokio::time::Instant> = None;
     loop {
         let now = tokio::select! {
             _ = plane.shutdown.cancelled() => return,
             _ = plane.announce.asked() => true,
             // A failover: the new primary's swarm starts empty, so tell it at once.
             _ = client.switched.notified() => true,
-            _ = tokio::time::sleep(CHECK_EVERY) => last.elapsed() >= ANNOUNCE_EVERY,
+            _ = tokio::time::sleep(POLL_EVERY) => last.is_none_or(|l| l.elapsed() >= ANNOUNCE_EVERY),
         };
         if now {
             announce(&plane, port).await;
-            last = tokio::time::Instant::now();
+            last = Some(tokio::time::Instant::now());
         } else if plane.tracker.session().is_some() {
-            // Wakes `switched` above if the tracker in use changed.
-            let _ = client.call(None, TrackerCall::Ping).await;
+            poll(&plane, &client, &turns).await;
         }
+    }
+}
+
+/// Takes the invites waiting for us (and hands them to [`invites::handle`]) and what the
+/// tracker sees of us. A poll also notices a failover: the client wakes `switched`.
+async fn poll(plane: &Arc<Plane>, client: &Arc<TrackerClient>, turns: &Arc<Semaphore>) {
+    match plane.tracker.call(TrackerCall::Poll).await {
+        Ok(TrackerReply::Polled { seen, invites }) => {
+            if seen.is_some() {
+                plane.reach.seen.with(|s| *s = seen);
+            }
+            if !invites.is_empty() {
+                let tracker = client.status().current;
+                invites::handle(plane, client, tracker, turns, invites);
+            }
+        }
+        Ok(other) => tracing::warn!(?other, "unexpected answer to a poll"),
+        Err(e) => tracing::debug!(error = %e, "poll failed"),
     }
 }
 

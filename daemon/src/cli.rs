@@ -17,8 +17,8 @@ pub struct Args {
     /// The trackers' list [default: ./tracker_info.txt, $XDG_CONFIG_HOME/p2p/, /etc/p2p/].
     #[arg(long, env = "P2P_TRACKER_INFO", value_name = "FILE")]
     pub tracker_info: Option<PathBuf>,
-    /// Address to accept peers on.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
+    /// Address to accept peers on; the default `[::]:0` (a free port) accepts IPv4 and IPv6.
+    #[arg(long, value_name = "ADDR", default_value = "[::]:0")]
     pub listen: SocketAddr,
     /// The public address peers can reach this daemon at, for a port forward made by hand on
     /// the router (`ip:port`); the tracker checks it before it tells peers.
@@ -27,6 +27,17 @@ pub struct Args {
     /// Which protocols may ask the gateway for a port mapping.
     #[arg(long, value_name = "HOW", value_enum, default_value = "auto")]
     pub port_mapping: crate::reach::PortMapping,
+    /// The ways a download may connect to a peer, comma-separated: `direct` (its address or
+    /// port mapping, IPv6 first), `punch` (a hole punch the tracker coordinates) and `relay`
+    /// (through the tracker, end-to-end encrypted), tried in that order.
+    #[arg(
+        long,
+        value_name = "WAYS",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "direct,punch,relay"
+    )]
+    pub connect_via: Vec<crate::reach::dial::Via>,
     /// Stay in the foreground (for systemd and tests) instead of daemonizing.
     #[arg(long)]
     pub foreground: bool,

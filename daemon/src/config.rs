@@ -18,6 +18,8 @@ pub struct Config {
     pub public_addr: Option<SocketAddr>,
     /// `--port-mapping`.
     pub port_mapping: crate::reach::PortMapping,
+    /// `--connect-via`.
+    pub ways: crate::reach::dial::Ways,
     /// Upload limit for the whole daemon, bytes per second (`None`: unlimited).
     pub upload_limit: Option<u64>,
     /// Download limit for the whole daemon, bytes per second (`None`: unlimited).

@@ -86,13 +86,7 @@ pub fn prepare(config: Config) -> Result<Prepared, StartError> {
     let identity = p2p_proto::identity::Identity::load_or_create(&config.key_file())?;
     let control = control_socket::bind_control_socket(&config.socket)?;
     let peers =
-        std::net::TcpListener::bind(config.listen).map_err(|source| StartError::PeerListen {
-            addr: config.listen,
-            source,
-        })?;
-    peers
-        .set_nonblocking(true)
-        .map_err(|source| StartError::PeerListen {
+        reach::sockets::bind_listener(config.listen).map_err(|source| StartError::PeerListen {
             addr: config.listen,
             source,
         })?;
@@ -183,7 +177,12 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
         "p2pd ready"
     );
     let peer_port = peers.local_addr()?.port();
-    let reach = Arc::new(reach::Reach::new(peers.local_addr()?, config.public_addr));
+    let reach = Arc::new(reach::Reach::new(
+        peers.local_addr()?,
+        config.public_addr,
+        config.ways,
+    ));
+    tracing::info!(ipv6 = ?reach.ipv6(), "global IPv6 addresses");
     let state = state::State::new(state);
     let pins = tracker_pins::TrackerPins::load(state.clone(), &config.trackers.entries).await?;
     let pins = Arc::new(pins);

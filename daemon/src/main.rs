@@ -17,6 +17,7 @@ fn main() -> ExitCode {
             c.download_limit = args.download_limit.0;
             c.public_addr = args.public_addr;
             c.port_mapping = args.port_mapping;
+            c.ways = p2pd::reach::dial::Ways::from_list(&args.connect_via);
             c
         }
         Err(e) => {
@@ -100,6 +101,7 @@ fn resolve(
         listen,
         public_addr: None,
         port_mapping: p2pd::reach::PortMapping::Auto,
+        ways: p2pd::reach::dial::Ways::ALL,
         upload_limit: None,
         download_limit: None,
     })

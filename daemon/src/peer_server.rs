@@ -132,6 +132,33 @@ pub async fn serve(listener: TcpListener, plane: Arc<Plane>) {
     tasks.wait().await;
 }
 
+/// Serves one connection the listener did not accept: our side of a hole punch or of a relay
+/// a downloader asked for. TLS as the server, as for any peer; only the invited key `expect` is
+/// served. The error says why it ended, for the log.
+pub async fn serve_met<S>(
+    stream: S,
+    peer: SocketAddr,
+    plane: &Plane,
+    expect: Fingerprint,
+) -> Result<(), String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let acceptor = tls::acceptor(&plane.identity).map_err(|e| e.to_string())?;
+    let (stream, handshake) = tls::accept(stream, &acceptor, HANDSHAKE_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    if handshake.peer != expect {
+        return Err(format!(
+            "presented key {}, not the invited {expect}",
+            handshake.peer
+        ));
+    }
+    connection(stream, peer, handshake.peer, plane)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 type PeerFramed<S> = Framed<S, PeerCodec>;
 
 /// TLS first; a plaintext peer (an older release) gets one plaintext ERROR saying why.

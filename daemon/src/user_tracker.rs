@@ -20,6 +20,11 @@ impl UserTracker {
         Self { client, session }
     }
 
+    /// The raw client, for the dedicated connections of a relay.
+    pub fn client(&self) -> &Arc<TrackerClient> {
+        &self.client
+    }
+
     /// The logged-in session, if any.
     pub fn session(&self) -> Option<Session> {
         self.session.get()

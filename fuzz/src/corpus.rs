@@ -370,7 +370,7 @@ pub fn ctl_responses() -> Vec<CtlResponse> {
         CtlReply::Done {
             message: "logged in as alice".into(),
         },
-        CtlReply::Status(DaemonStatus {
+        CtlReply::Status(Box::new(DaemonStatus {
             version: "0.1.0".into(),
             pid: 4242,
             user: Some("alice".into()),
@@ -380,7 +380,15 @@ pub fn ctl_responses() -> Vec<CtlResponse> {
             last_tracker_error: Some("connection refused".into()),
             socket: "/run/user/1000/p2pd/p2pd.sock".into(),
             state_dir: "/home/alice/.local/state/p2pd".into(),
-        }),
+            reach: p2p_proto::control::ReachStatus {
+                listen: "[::]:4000".into(),
+                observed: Some("11.0.0.20".into()),
+                public_addr: Some("11.0.0.20:4000".into()),
+                reachable: Some(p2p_proto::reach::Reachability::None),
+                mapping: None,
+                ipv6: Vec::new(),
+            },
+        })),
         CtlReply::Groups {
             groups: vec![GroupInfo {
                 group: "g1".into(),
@@ -430,6 +438,8 @@ pub fn ctl_responses() -> Vec<CtlResponse> {
                     peer: "127.0.0.1:4000".into(),
                     connected: true,
                     bytes: 1 << 20,
+                    user: Some("bob".into()),
+                    via: Some(p2p_proto::reach::ConnectionKind::Punched),
                 }],
             }],
         },

@@ -130,7 +130,7 @@ pub enum CtlReply {
     Done {
         message: String,
     },
-    Status(DaemonStatus),
+    Status(Box<DaemonStatus>),
     /// One page of groups; `more` when groups after the last one remain (ask again with
     /// `after` set to the last name).
     Groups {
@@ -201,6 +201,12 @@ pub struct SourceInfo {
     pub connected: bool,
     /// Bytes of verified pieces it delivered.
     pub bytes: u64,
+    /// The peer's user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// How the connection was made: `direct`, `mapped`, `punched` or `relayed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<crate::reach::ConnectionKind>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,4 +231,40 @@ pub struct DaemonStatus {
     pub last_tracker_error: Option<String>,
     pub socket: PathBuf,
     pub state_dir: PathBuf,
+    /// How peers reach this daemon.
+    #[serde(default)]
+    pub reach: ReachStatus,
+}
+
+/// How peers reach a daemon, as `p2pctl status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReachStatus {
+    /// The peer listener's address.
+    pub listen: String,
+    /// The address the tracker sees this daemon connect from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<String>,
+    /// The address peers are told to dial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_addr: Option<String>,
+    /// What the tracker's connect-back check found: `direct`, `mapped` or `none`; absent
+    /// until it has run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable: Option<crate::reach::Reachability>,
+    /// The gateway's port mapping, when one is held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<MappingStatus>,
+    /// IPv6 addresses the check reached this daemon at.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv6: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MappingStatus {
+    /// `upnp`, `nat-pmp` or `pcp`.
+    pub protocol: String,
+    /// The public address and port the gateway forwards.
+    pub external: String,
+    /// Seconds the gateway keeps it unless renewed (it is renewed well before).
+    pub lifetime_secs: u64,
 }

@@ -3,6 +3,7 @@
 
 use crate::bins::bin;
 use crate::daemon::Daemon;
+use crate::netns::Netns;
 use crate::process::{READY_TIMEOUT, poll_until, tail};
 use crate::status::TrackerStatus;
 use crate::tracker::Tracker;
@@ -28,12 +29,25 @@ pub struct Cluster {
     addrs: [SocketAddr; 2],
     /// Extra `trackerd` arguments (e.g. `--grant-lifetime 3s`), given to every tracker start.
     tracker_args: Vec<String>,
+    /// The network namespace the trackers run in (the test internet's public network), if
+    /// not the test's own.
+    netns: Option<Netns>,
     dir: TempDir,
 }
 
 impl Cluster {
     /// Prepares the directory and `tracker_info.txt`; starts no process.
     pub fn new() -> Self {
+        Self::with_addrs(free_ports(), None)
+    }
+
+    /// A cluster whose trackers run in namespace `netns` (the test internet's public network)
+    /// at `addrs`; starts no process.
+    pub fn in_netns(netns: &Netns, addrs: [SocketAddr; 2]) -> Self {
+        Self::with_addrs(addrs, Some(netns.clone()))
+    }
+
+    fn with_addrs(addrs: [SocketAddr; 2], netns: Option<Netns>) -> Self {
         // Resolve the binaries first: a missing build should fail before anything else.
         crate::bins::bin_dir();
         let dir = tempfile::Builder::new()
@@ -49,7 +63,6 @@ impl Cluster {
             std::fs::Permissions::from_mode(0o700),
         )
         .expect("chmod xdg-runtime");
-        let addrs = free_ports();
         let tracker_info = root.join("tracker_info.txt");
         std::fs::write(&tracker_info, format!("{}\n{}\n", addrs[0], addrs[1]))
             .expect("cannot write tracker_info.txt");
@@ -58,8 +71,14 @@ impl Cluster {
             tracker_info,
             addrs,
             tracker_args: Vec::new(),
+            netns,
             trackers: [None, None],
         }
+    }
+
+    /// The namespace the trackers run in, if not the test's own.
+    pub fn netns(&self) -> Option<&Netns> {
+        self.netns.as_ref()
     }
 
     /// A cluster whose trackers are started with the extra `trackerd` arguments `args`
@@ -170,7 +189,10 @@ impl Cluster {
 
     /// A `trackerd` command inside the sandbox (working dir and environment), no arguments.
     pub fn trackerd(&self) -> Command {
-        let mut cmd = Command::new(bin("trackerd"));
+        let mut cmd = match &self.netns {
+            Some(ns) => ns.command(bin("trackerd")),
+            None => Command::new(bin("trackerd")),
+        };
         sandbox(&mut cmd, self.root());
         cmd
     }
@@ -216,6 +238,18 @@ impl Cluster {
     pub fn daemon(&self, name: &str) -> Daemon {
         let mut daemon = Daemon::new(self, name);
         daemon.start();
+        daemon
+    }
+
+    /// A started daemon for a new user `name` whose `p2pd` runs in namespace `netns` and
+    /// listens on `listen`, with the extra arguments `args`; created and logged in.
+    pub fn user_in(&self, name: &str, netns: &Netns, listen: &str, args: &[&str]) -> Daemon {
+        let mut daemon = Daemon::new(self, name);
+        daemon.set_netns(netns, listen);
+        daemon.set_extra_args(args);
+        daemon.start();
+        daemon.create_user(name);
+        daemon.login(name);
         daemon
     }
 

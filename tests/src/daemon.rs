@@ -24,6 +24,10 @@ pub struct Daemon {
     tracker_info: PathBuf,
     /// Extra `p2pd` arguments (e.g. `--upload-limit 1M`), used by every start.
     extra_args: Vec<String>,
+    /// The network namespace `p2pd` runs in, if not the test's own (`p2pctl` always runs in
+    /// the test's: the control socket is a file), and its `--listen`.
+    netns: Option<crate::netns::Netns>,
+    listen: String,
     child: Option<Child>,
 }
 
@@ -38,8 +42,16 @@ impl Daemon {
             root: cluster.root().to_path_buf(),
             tracker_info: cluster.tracker_info().to_path_buf(),
             extra_args: Vec::new(),
+            netns: None,
+            listen: "127.0.0.1:0".into(),
             child: None,
         }
+    }
+
+    /// Runs `p2pd` in namespace `netns`, listening on `listen`, from the next start on.
+    pub fn set_netns(&mut self, netns: &crate::netns::Netns, listen: &str) {
+        self.netns = Some(netns.clone());
+        self.listen = listen.to_string();
     }
 
     /// Replaces the extra `p2pd` arguments given from the next [`start`](Self::start) or
@@ -101,7 +113,10 @@ impl Daemon {
 
     /// Like [`p2pd_command`](Self::p2pd_command) with another state dir.
     pub fn p2pd_command_with_state(&self, state_dir: &Path) -> Command {
-        let mut cmd = Command::new(bin("p2pd"));
+        let mut cmd = match &self.netns {
+            Some(ns) => ns.command(bin("p2pd")),
+            None => Command::new(bin("p2pd")),
+        };
         sandbox(&mut cmd, &self.root);
         cmd.arg("--foreground")
             .arg("--socket")
@@ -111,7 +126,7 @@ impl Daemon {
             .arg("--tracker-info")
             .arg(&self.tracker_info)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(&self.listen)
             .args(&self.extra_args);
         cmd
     }

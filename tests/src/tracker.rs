@@ -17,6 +17,8 @@ use std::time::Duration;
 /// One `trackerd` process.
 pub struct Tracker {
     no: usize,
+    /// The namespace it runs in, if not the test's own.
+    netns: Option<crate::netns::Netns>,
     addr: SocketAddr,
     child: Child,
     stdin: Option<ChildStdin>,
@@ -61,6 +63,7 @@ impl Tracker {
         let stdin = child.stdin.take();
         Self {
             no,
+            netns: cluster.netns().cloned(),
             addr: cluster.tracker_addr(no),
             child,
             stdin,
@@ -75,6 +78,7 @@ impl Tracker {
         let no = self.no;
         let stderr_path = self.stderr_path.clone();
         let child = &mut self.child;
+        let netns = self.netns.clone();
         wait_for(
             &format!("tracker {no} to listen on {addr}"),
             READY_TIMEOUT,
@@ -85,9 +89,15 @@ impl Tracker {
                         tail(&stderr_path, 40)
                     );
                 }
-                TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                let connect = || {
+                    TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                };
+                match &netns {
+                    Some(ns) => ns.enter(connect),
+                    None => connect(),
+                }
             },
         );
     }

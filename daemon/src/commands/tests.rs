@@ -67,6 +67,7 @@ impl Fixture {
             listen: "127.0.0.1:0".parse().unwrap(),
             public_addr: None,
             port_mapping: crate::reach::PortMapping::Off,
+            ways: crate::reach::dial::Ways::ALL,
             upload_limit: None,
             download_limit: None,
         };
@@ -91,6 +92,7 @@ impl Fixture {
             Arc::new(crate::reach::Reach::new(
                 std::net::SocketAddr::from(([127, 0, 0, 1], 40000)),
                 None,
+                crate::reach::dial::Ways::ALL,
             )),
             CancellationToken::new(),
         )

@@ -18,26 +18,30 @@ use super::Download;
 use super::verify;
 use crate::plane::Announce;
 use crate::rate_limit::RateLimit;
+use crate::reach::dial::{Dialer, Transport};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use p2p_proto::bitfield::Bitfield;
 use p2p_proto::grant::Grant;
 use p2p_proto::identity::{Fingerprint, Identity};
 use p2p_proto::peer::{Hello, PEER_VERSION, PeerCodec, PeerFrame, PeerWireError};
+use p2p_proto::reach::ConnectionKind;
 use p2p_proto::tls::{self, Expect, TlsError};
+use p2p_proto::tracker::PeerInfo;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
+/// With this many peers connected without the relay, a download opens no relayed connection
+/// and closes those it has.
+pub const ENOUGH_DIRECT: usize = 4;
 /// Requests kept in flight per peer.
 const DEPTH: usize = 8;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A peer with requests outstanding that delivers no piece for this long is dropped.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
@@ -80,20 +84,46 @@ pub struct PeerLink {
     pub announce: Announce,
     pub identity: Identity,
     pub grant: watch::Receiver<Grant>,
+    /// The connection goes through the relay: it ends once the download has enough peers
+    /// connected without it.
+    pub relayed: bool,
 }
 
-/// Connects to `addr`, which must prove it holds `key` (the one the tracker listed), and runs
-/// the connection until the download is done, cancelled, or the peer fails.
+/// Connects to `peer` whichever way works ([`Dialer::dial`]), checks it holds the key the
+/// tracker listed, and runs the connection until the download is done, cancelled, or the peer
+/// fails. `relay_ok` is false while the download has enough peers without the relay.
 pub async fn connect_and_run(
+    mut link: PeerLink,
+    dialer: Dialer,
+    peer: PeerInfo,
+    relay_ok: bool,
+) -> Result<(), PeerEnd> {
+    let grant = link.grant.borrow().clone();
+    let (transport, kind) = dialer.dial(&peer, &grant, relay_ok).await.map_err(failed)?;
+    link.relayed = kind == ConnectionKind::Relayed;
+    link.dl
+        .progress
+        .with(|p| p.set_via(&peer.addr, &peer.user, kind));
+    tracing::debug!(peer = %peer.addr, user = %peer.user, via = kind.as_str(), "connected");
+    match transport {
+        Transport::Tcp(stream) => {
+            let _ = stream.set_nodelay(true);
+            secure_and_run(link, stream, peer.addr, peer.key).await
+        }
+        Transport::Relayed(stream) => secure_and_run(link, stream, peer.addr, peer.key).await,
+    }
+}
+
+/// TLS as the client over `stream`, accepting only `key`, then the peer protocol.
+async fn secure_and_run<S>(
     link: PeerLink,
+    stream: S,
     addr: String,
     key: Fingerprint,
-) -> Result<(), PeerEnd> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
-        .await
-        .map_err(|_| failed("connect timed out"))?
-        .map_err(|e| failed(format!("cannot connect: {e}")))?;
-    let _ = stream.set_nodelay(true);
+) -> Result<(), PeerEnd>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let (stream, _) = tls::connect(stream, &link.identity, Expect::Key(key), HANDSHAKE_TIMEOUT)
         .await
         .map_err(|e| match e {
@@ -542,6 +572,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<S> {
         }
         if now < self.next_tick {
             return Ok(());
+        }
+        if self.link.relayed && self.link.dl.progress.with(|p| p.direct_peers()) >= ENOUGH_DIRECT {
+            return Err(failed("enough peers connected without the relay"));
         }
         self.next_tick = now + IDLE_TICK;
         self.repick = true;

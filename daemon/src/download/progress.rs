@@ -1,6 +1,7 @@
 //! What `show_downloads` reports of a live download, and the bookkeeping behind it.
 
 use p2p_proto::control::{BannedPeer, DownloadInfo, DownloadState, SourceInfo};
+use p2p_proto::reach::ConnectionKind;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -65,6 +66,8 @@ impl Progress {
                     peer: peer.to_string(),
                     connected: false,
                     bytes: 0,
+                    user: None,
+                    via: None,
                 });
                 self.sources.len() - 1
             }
@@ -75,6 +78,21 @@ impl Progress {
     /// `peer` connected (the handshake went through) or left.
     pub fn set_connected(&mut self, peer: &str, connected: bool) {
         self.source(peer).connected = connected;
+    }
+
+    /// `peer` (user `user`) was reached by `via`.
+    pub fn set_via(&mut self, peer: &str, user: &str, via: ConnectionKind) {
+        let source = self.source(peer);
+        source.via = Some(via);
+        source.user = Some(user.to_string());
+    }
+
+    /// Peers connected now other than through the relay.
+    pub fn direct_peers(&self) -> usize {
+        self.sources
+            .iter()
+            .filter(|s| s.connected && s.via != Some(ConnectionKind::Relayed))
+            .count()
     }
 
     /// `peer` delivered a verified piece of `bytes` bytes.

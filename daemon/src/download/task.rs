@@ -7,6 +7,7 @@ use super::error::DownloadError;
 use super::finish::{fail, finish};
 use super::peer::{self, PeerEnd, PeerLink};
 use crate::plane::Plane;
+use crate::reach::dial::Dialer;
 use crate::state::StoredBitmap;
 use p2p_proto::ErrorKind;
 use p2p_proto::control::DownloadState;
@@ -159,7 +160,7 @@ type GrantSlot = Option<watch::Sender<Grant>>;
 /// Asks the tracker who has the file (and for a fresh grant) and connects to the peers not yet
 /// connected.
 async fn refresh(
-    plane: &Plane,
+    plane: &Arc<Plane>,
     dl: &Arc<Download>,
     peers: &mut PeerTasks,
     connected: &mut HashSet<String>,
@@ -192,6 +193,12 @@ async fn refresh(
         Some(_) => {}
     }
     let grants = publish(grant_slot, grant);
+    let relay_ok = dl.progress.with(|p| p.direct_peers()) < peer::ENOUGH_DIRECT;
+    let dialer = Dialer {
+        plane: Arc::clone(plane),
+        group: dl.record.group.clone(),
+        name: dl.record.meta.name.clone(),
+    };
     for peer in list {
         if connected.contains(&peer.addr) || dl.is_banned(&peer.addr) {
             continue;
@@ -203,10 +210,13 @@ async fn refresh(
             announce: plane.announce.clone(),
             identity: plane.identity.clone(),
             grant: grants.subscribe(),
+            relayed: false,
         };
+        let dialer = dialer.clone();
         peers.spawn(async move {
-            let result = peer::connect_and_run(link, peer.addr.clone(), peer.key).await;
-            (peer.addr, result)
+            let addr = peer.addr.clone();
+            let result = peer::connect_and_run(link, dialer, peer, relay_ok).await;
+            (addr, result)
         });
     }
     Ok(())

@@ -9,8 +9,11 @@
 //!
 //! See docs/ARCHITECTURE.md, "Reachability".
 
+pub mod dial;
+pub mod invites;
 pub mod portmap;
 pub mod relay;
+pub mod sockets;
 
 use crate::sync::Locked;
 use p2p_proto::reach::{Listening, PublicClaim, Reachability, Seen};
@@ -29,15 +32,18 @@ pub struct Reach {
     pub mapping: watch::Sender<Option<Mapping>>,
     /// What the tracker last said about us.
     pub seen: Locked<Option<Seen>>,
+    /// How downloads may reach peers (`--connect-via`).
+    pub ways: dial::Ways,
 }
 
 impl Reach {
-    pub fn new(listen: SocketAddr, public_addr: Option<SocketAddr>) -> Self {
+    pub fn new(listen: SocketAddr, public_addr: Option<SocketAddr>, ways: dial::Ways) -> Self {
         Self {
             listen,
             public_addr,
             mapping: watch::Sender::new(None),
             seen: Locked::default(),
+            ways,
         }
     }
 
@@ -61,7 +67,17 @@ impl Reach {
         };
         Listening {
             public,
-            ipv6: Vec::new(),
+            ipv6: self.ipv6(),
+        }
+    }
+
+    /// The global IPv6 addresses peers may reach the listener at (none when it listens on
+    /// IPv4 only).
+    pub fn ipv6(&self) -> Vec<std::net::Ipv6Addr> {
+        match self.listen {
+            SocketAddr::V6(v6) if v6.ip().is_unspecified() => sockets::global_ipv6(),
+            SocketAddr::V6(v6) if sockets::global_ipv6().contains(v6.ip()) => vec![*v6.ip()],
+            _ => Vec::new(),
         }
     }
 }

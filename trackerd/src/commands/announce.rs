@@ -15,6 +15,7 @@ use crate::swarm::MAX_ANNOUNCED;
 use p2p_proto::ErrorReply;
 use p2p_proto::files::validate_file_name;
 use p2p_proto::ids::validate_id;
+use p2p_proto::reach::Listening;
 use p2p_proto::tracker::{Announced, ShareVerdict, TrackerReply};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ pub async fn run(
     peer: SocketAddr,
     port: u16,
     mut shares: Vec<Announced>,
+    listening: Listening,
 ) -> Result<TrackerReply, ErrorReply> {
     if !shares.is_empty() {
         validate_port(port)?;
@@ -58,9 +60,15 @@ pub async fn run(
             Instant::now(),
         )
     });
+    let seen = if port == 0 {
+        None
+    } else {
+        super::reachability::update(ctx, &caller, peer, port, &listening);
+        ctx.reach(|r| r.places.seen(&caller.user, caller.key))
+    };
     Ok(TrackerReply::Announced {
         verdicts: judged.into_iter().map(|(_, v)| v).collect(),
-        seen: None,
+        seen,
     })
 }
 

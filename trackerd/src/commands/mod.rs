@@ -21,6 +21,9 @@ mod list_requests;
 mod login;
 mod logout;
 mod peers;
+mod poll;
+mod punch;
+mod reachability;
 mod signing_key;
 mod stop_share;
 mod upload_file;
@@ -230,22 +233,24 @@ pub async fn dispatch(
                     fetch_file::run(ctx, caller, group, name).await
                 }
                 TrackerCall::Peers { group, name } => peers::run(ctx, caller, group, name).await,
-                TrackerCall::Announce { port, shares, .. } => {
-                    announce::run(ctx, caller, origin.addr, port, shares).await
-                }
+                TrackerCall::Announce {
+                    port,
+                    shares,
+                    listening,
+                } => announce::run(ctx, caller, origin.addr, port, shares, listening).await,
                 TrackerCall::StopShare { group, name } => {
                     stop_share::run(ctx, caller, group, name).await
                 }
-                TrackerCall::Poll => Ok(TrackerReply::Polled {
-                    seen: None,
-                    invites: Vec::new(),
-                }),
-                TrackerCall::Punch { .. }
-                | TrackerCall::RelayOpen { .. }
-                | TrackerCall::RelayAccept { .. } => Err(ErrorReply::new(
-                    ErrorKind::Unavailable,
-                    "this tracker does not coordinate punches or relays yet",
-                )),
+                TrackerCall::Poll => Ok(poll::run(ctx, &caller)),
+                TrackerCall::Punch { group, name, peer } => {
+                    punch::run(ctx, caller, origin.addr, group, name, peer).await
+                }
+                TrackerCall::RelayOpen { .. } | TrackerCall::RelayAccept { .. } => {
+                    Err(ErrorReply::new(
+                        ErrorKind::Unavailable,
+                        "this tracker does not coordinate punches or relays yet",
+                    ))
+                }
             }
         }
     }

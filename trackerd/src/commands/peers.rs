@@ -51,6 +51,7 @@ pub(super) fn grant_and_peers(
     let now = Instant::now();
     let mut peers = ctx.swarm(|s| s.peers(&group.group, &file.meta.name, now));
     peers.retain(|p| p.user != caller.user);
+    super::reachability::describe(ctx, &mut peers);
     if peers.len() > MAX_PEERS {
         // Another choice at each call: a download asking every second meets them all.
         peers.shuffle(&mut rand::rng());

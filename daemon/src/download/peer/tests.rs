@@ -57,6 +57,7 @@ fn setup() -> Setup {
             announce: Announce::default(),
             identity: Identity::ephemeral().unwrap(),
             grant,
+            relayed: false,
         },
         grants,
         content,

@@ -105,7 +105,7 @@ struct Joining {
 pub struct Relay {
     settings: RelaySettings,
     caps: Caps,
-    waiting: Mutex<Pairing<Joining>>,
+    waiting: Mutex<Pairing<Box<Joining>>>,
     total: Option<ByteRate>,
 }
 
@@ -130,7 +130,7 @@ impl Relay {
         self.caps.open()
     }
 
-    fn waiting<R>(&self, op: impl FnOnce(&mut Pairing<Joining>) -> R) -> R {
+    fn waiting<R>(&self, op: impl FnOnce(&mut Pairing<Box<Joining>>) -> R) -> R {
         let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
         op(&mut waiting)
     }
@@ -179,12 +179,12 @@ pub async fn serve_leg(
         }
         TrackerCall::RelayAccept { invite } => {
             drop(handshake);
-            let leg = Joining {
+            let leg = Box::new(Joining {
                 conn,
                 origin,
                 user: caller.user.clone(),
                 request_id: id,
-            };
+            });
             serve_accept(relay, &caller, &invite, leg).await;
         }
         _ => {
@@ -332,9 +332,9 @@ async fn serve_open(
 async fn wait_for_seeder(
     relay: &Relay,
     pairing_id: &str,
-    mut joined: oneshot::Receiver<Joining>,
+    mut joined: oneshot::Receiver<Box<Joining>>,
     shutdown: &CancellationToken,
-) -> Option<Joining> {
+) -> Option<Box<Joining>> {
     let waited = tokio::select! {
         got = tokio::time::timeout(RELAY_PAIRING_TIMEOUT, &mut joined) => got.ok().and_then(Result::ok),
         () = shutdown.cancelled() => None,
@@ -350,7 +350,7 @@ async fn wait_for_seeder(
     joined.try_recv().ok()
 }
 
-async fn serve_accept(relay: &Relay, caller: &Caller, invite: &str, leg: Joining) {
+async fn serve_accept(relay: &Relay, caller: &Caller, invite: &str, leg: Box<Joining>) {
     let joined = if pairing::is_id(invite) {
         relay.waiting(|w| w.join(invite, &caller.user, caller.key, leg))
     } else {

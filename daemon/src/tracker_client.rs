@@ -16,6 +16,10 @@
 //! while another one might answer) until [`Timing::deadline`]. Every attempt carries the same
 //! request id, and the tracker applies an id at most once, so a retried write is never applied
 //! twice.
+//!
+//! A call that turns its connection into something else (a relay leg) gets a connection of its
+//! own instead ([`TrackerClient::dedicated`]): to one tracker, with the same key checks, one
+//! request and its answer, then the TLS stream is the caller's.
 
 use crate::sync::Locked;
 use crate::tracker_pins::{PinError, TrackerPins};
@@ -140,6 +144,8 @@ enum LinkError {
     /// The tracker answered `unavailable` (it cannot serve now: starting, lost its lease, …).
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0} is not a tracker of tracker_info.txt")]
+    NotListed(SocketAddr),
 }
 
 impl LinkError {
@@ -152,6 +158,20 @@ impl LinkError {
         )
     }
 }
+
+/// A connection of its own to one tracker, once its one request was answered.
+pub struct Dedicated {
+    pub reply: Result<TrackerReply, ErrorReply>,
+    /// The connection, for whatever follows the answer.
+    pub stream: TlsStream<TcpStream>,
+    /// Bytes the tracker sent after the answer, already read from `stream`.
+    pub early: bytes::BytesMut,
+}
+
+/// Why a dedicated connection got no answer.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DedicatedError(LinkError);
 
 enum Attempt {
     Answered(Box<Result<TrackerReply, ErrorReply>>),
@@ -354,6 +374,13 @@ impl TrackerClient {
         if let Some(p) = pooled {
             return Ok((p.conn, p.key, p.proven));
         }
+        let (conn, key) = self.connect(addr).await?;
+        Ok((conn, key, false))
+    }
+
+    /// A new connection to `addr`, its key checked against the pin (or pinned on first use)
+    /// before anything is sent.
+    async fn connect(&self, addr: SocketAddr) -> Result<(Conn, Fingerprint), LinkError> {
         let stream = tokio::time::timeout(self.timing.connect, TcpStream::connect(addr))
             .await
             .map_err(|_| LinkError::ConnectTimeout)?
@@ -401,8 +428,47 @@ impl TrackerClient {
         Ok((
             MessageStream::new(stream, MAX_TRACKER_FRAME),
             handshake.peer,
-            false,
         ))
+    }
+
+    /// Opens a connection of its own to tracker `addr` (one of tracker_info.txt, its key
+    /// checked as for every connection), sends `call` with `session`, waits at most `wait` for
+    /// the answer, and hands back the answer with the connection. No failover: the caller
+    /// chose the tracker.
+    pub async fn dedicated(
+        &self,
+        addr: SocketAddr,
+        session: Option<&str>,
+        call: TrackerCall,
+        wait: Duration,
+    ) -> Result<Dedicated, DedicatedError> {
+        if !self.trackers.contains(&addr) {
+            return Err(DedicatedError(LinkError::NotListed(addr)));
+        }
+        let request = TrackerRequest::new(new_request_id(), session.map(str::to_string), call);
+        let limit = self.timing.attempt;
+        let mut conn = tokio::time::timeout(limit, async {
+            let (mut conn, _) = self.connect(addr).await?;
+            conn.send(&request).await?;
+            Ok::<_, LinkError>(conn)
+        })
+        .await
+        .map_err(|_| DedicatedError(LinkError::NoAnswer(limit)))?
+        .map_err(DedicatedError)?;
+        let response = tokio::time::timeout(wait, conn.recv::<TrackerResponse>())
+            .await
+            .map_err(|_| DedicatedError(LinkError::NoAnswer(wait)))?
+            .map_err(|e| DedicatedError(e.into()))?
+            .ok_or(DedicatedError(LinkError::Closed))?;
+        if response.id != request.id && !response.id.is_empty() {
+            return Err(DedicatedError(LinkError::OtherAnswer));
+        }
+        let (stream, early) = conn.into_parts();
+        Ok(Dedicated {
+            reply: response.result,
+            stream,
+            early,
+        })
     }
 
     fn put_back(&self, addr: SocketAddr, conn: Conn, key: Fingerprint, proven: bool) {

@@ -253,6 +253,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MessageStream<S> {
     pub fn into_inner(self) -> S {
         self.framed.into_inner()
     }
+
+    /// Gives back the underlying connection and the bytes already read from it past the last
+    /// whole frame (a connection that stops speaking frames: the relay).
+    pub fn into_parts(self) -> (S, BytesMut) {
+        let parts = self.framed.into_parts();
+        (parts.io, parts.read_buf)
+    }
 }
 
 #[cfg(test)]

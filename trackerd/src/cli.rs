@@ -40,6 +40,31 @@ pub struct Args {
     /// a standby further behind gets a snapshot). The log is also kept under 256 MiB.
     #[arg(long, value_name = "N", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub log_keep: u64,
+    /// Most bytes per second one relayed connection may move, both directions together
+    /// (K, M, G are powers of 1024; 0 = unlimited).
+    #[arg(long, value_name = "RATE", default_value = "8M", value_parser = parse_rate)]
+    pub relay_rate: Rate,
+    /// Most bytes per second all relayed connections together may move (0 = unlimited).
+    #[arg(long, value_name = "RATE", default_value = "64M", value_parser = parse_rate)]
+    pub relay_total: Rate,
+    /// Most relayed connections at once, those waiting for their seeder included (0 turns the
+    /// relay off).
+    #[arg(long, value_name = "N", default_value_t = crate::relay::DEFAULT_MAX)]
+    pub relay_max: usize,
+    /// Most relayed connections one user may have opened at once.
+    #[arg(long, value_name = "N", default_value_t = crate::relay::DEFAULT_PER_USER)]
+    pub relay_per_user: usize,
+    /// A relayed connection where no byte moved for this long is closed (e.g. 5m).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub relay_idle: Duration,
+}
+
+/// A rate from the command line: bytes per second, `None` for unlimited (`0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate(pub Option<u64>);
+
+fn parse_rate(text: &str) -> Result<Rate, p2p_proto::rate::RateError> {
+    p2p_proto::rate::parse_rate(text).map(Rate)
 }
 
 fn parse_duration(text: &str) -> Result<Duration, humantime::DurationError> {

@@ -11,6 +11,7 @@ pub mod log;
 pub mod password;
 pub mod reach;
 pub mod records;
+pub mod relay;
 pub mod server;
 mod stdin;
 pub mod store;
@@ -41,6 +42,8 @@ pub struct Config {
     pub policy: Policy,
     /// How much of the log to keep.
     pub log_keep: LogKeep,
+    /// The relay's rates and caps.
+    pub relay: relay::RelaySettings,
 }
 
 /// File name of the tracker's key inside its data directory.
@@ -136,6 +139,7 @@ pub struct Tracker {
     cluster_key: Vec<u8>,
     identity: Identity,
     acceptor: p2p_proto::tls::TlsAcceptor,
+    relay: Arc<relay::Relay>,
 }
 
 impl Tracker {
@@ -186,6 +190,7 @@ impl Tracker {
             cluster_key,
             identity,
             acceptor,
+            relay: Arc::new(relay::Relay::new(config.relay)),
         })
     }
 
@@ -221,7 +226,15 @@ impl Tracker {
         }
         tokio::spawn(expire_swarm(self.ctx.clone(), shutdown.clone()));
         let supervisor = tokio::spawn(Arc::clone(&cluster).run());
-        server::serve(self.listener, self.ctx, cluster, self.acceptor, shutdown).await;
+        server::serve(
+            self.listener,
+            self.ctx,
+            cluster,
+            self.acceptor,
+            self.relay,
+            shutdown,
+        )
+        .await;
         let _ = supervisor.await;
         tracing::info!("tracker stopped");
     }

@@ -48,6 +48,13 @@ fn main() -> ExitCode {
             records: args.log_keep,
             ..Default::default()
         },
+        relay: trackerd::relay::RelaySettings {
+            rate: args.relay_rate.0,
+            total: args.relay_total.0,
+            max: args.relay_max,
+            per_user: args.relay_per_user,
+            idle: args.relay_idle,
+        },
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

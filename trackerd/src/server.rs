@@ -13,9 +13,15 @@
 //! their own handshake pool, so a flood of clients never delays the cluster link or the other
 //! tracker's probes. Until a request proves a session, frames are limited to
 //! `MAX_TRACKER_FRAME_UNAUTHENTICATED`.
+//!
+//! **Relay legs.** A connection whose first request is `relay_open` or `relay_accept` is handed
+//! to [`crate::relay`] and never takes a client slot: it is long-lived, and the relay counts its
+//! connections under caps of its own (`--relay-max`, `--relay-per-user`). Either request later
+//! on a connection is refused.
 
 use crate::cluster::Cluster;
 use crate::commands::{Ctx, Origin, dispatch};
+use crate::relay::Relay;
 use p2p_proto::admission::{Admission, Caps, Slot};
 use p2p_proto::limits::{
     HANDSHAKE_TIMEOUT, MAX_TRACKER_FRAME, MAX_TRACKER_FRAME_UNAUTHENTICATED, TRACKER_IDLE_TIMEOUT,
@@ -93,6 +99,7 @@ pub async fn serve(
     ctx: Ctx,
     cluster: Arc<Cluster>,
     acceptor: TlsAcceptor,
+    relay: Arc<Relay>,
     shutdown: CancellationToken,
 ) {
     let pools = Arc::new(Pools::new(cluster.peer.map(|(_, addr)| addr)));
@@ -113,6 +120,7 @@ pub async fn serve(
                 let shutdown = shutdown.clone();
                 let acceptor = acceptor.clone();
                 let pools = Arc::clone(&pools);
+                let relay = Arc::clone(&relay);
                 tasks.spawn(async move {
                     let Some((conn, origin, exporter)) = open(stream, peer, &acceptor).await else {
                         return;
@@ -123,7 +131,7 @@ pub async fn serve(
                         exporter,
                         handshake,
                     };
-                    connection(opened, &pools, ctx, cluster, shutdown).await;
+                    connection(opened, &pools, &relay, ctx, cluster, shutdown).await;
                 });
             }
             Err(e) => {
@@ -214,6 +222,7 @@ struct Opened {
 async fn connection(
     opened: Opened,
     pools: &Pools,
+    relay: &Relay,
     ctx: Ctx,
     cluster: Arc<Cluster>,
     shutdown: CancellationToken,
@@ -272,6 +281,26 @@ async fn connection(
                 }
             } else {
                 tracing::warn!(%peer, "cluster_hello in the middle of a connection; closing");
+            }
+            return;
+        }
+        if crate::relay::is_relay_call(&request.call) {
+            if first {
+                let slot = _slot;
+                crate::relay::serve_leg(
+                    relay, &ctx, &cluster, conn, origin, request, slot, &shutdown,
+                )
+                .await;
+            } else {
+                tracing::info!(%peer, "relay request in the middle of a connection; closing");
+                let reply = TrackerResponse::new(
+                    request.id,
+                    Err(ErrorReply::new(
+                        ErrorKind::Protocol,
+                        "relay_open and relay_accept must be the first request of a connection",
+                    )),
+                );
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, conn.send(&reply)).await;
             }
             return;
         }

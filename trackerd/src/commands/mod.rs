@@ -272,7 +272,7 @@ fn session_gone(why: &str) -> ErrorReply {
 /// Resolves the session token of a request to its user. The session must exist, belong to
 /// `key` (the connection's key) and not have idled out. A session from 0.1.0 (no key yet) is
 /// bound to `key` now; a session not seen for an hour is marked seen. Those two are log writes.
-async fn authenticate(
+pub(crate) async fn authenticate(
     ctx: &Ctx,
     key: Fingerprint,
     session: Option<String>,

@@ -6,6 +6,7 @@ use p2p_proto::tls::{self, Expect};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 /// One check's connect and its handshake each get this long.
@@ -47,7 +48,11 @@ impl Prober {
                 }
             };
         match tls::connect(stream, &self.identity, Expect::Key(key), PROBE_TIMEOUT).await {
-            Ok(_) => true,
+            Ok((mut stream, _)) => {
+                // A clean close (close_notify), so the daemon does not log a broken link.
+                let _ = tokio::time::timeout(PROBE_TIMEOUT, stream.shutdown()).await;
+                true
+            }
             Err(e) => {
                 tracing::debug!(%addr, error = %e, "reachability check: no TLS with the daemon's key");
                 false

@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 /// Window over which the rate is measured.
 const RATE_WINDOW: Duration = Duration::from_secs(3);
+/// The shortest time a rate is computed over: right after the first peer connected, the bytes
+/// of a few milliseconds do not make a rate.
+const RATE_MIN_SPAN: Duration = Duration::from_millis(250);
 
 #[derive(Debug)]
 pub struct Progress {
@@ -22,6 +25,9 @@ pub struct Progress {
     pub dirty: bool,
     /// A disk error that ends the download.
     pub fatal: Option<String>,
+    /// When the first peer connected: until [`RATE_WINDOW`] has passed since, the rate is
+    /// over the time since then, not over a window that is mostly empty.
+    flowing_since: Option<Instant>,
 }
 
 impl Progress {
@@ -42,6 +48,7 @@ impl Progress {
             recent: VecDeque::new(),
             dirty: false,
             fatal: None,
+            flowing_since: None,
         }
     }
 
@@ -77,6 +84,9 @@ impl Progress {
 
     /// `peer` connected (the handshake went through) or left.
     pub fn set_connected(&mut self, peer: &str, connected: bool) {
+        if connected {
+            self.flowing_since.get_or_insert_with(Instant::now);
+        }
         self.source(peer).connected = connected;
     }
 
@@ -127,6 +137,42 @@ impl Progress {
         info.peers = self.peers;
         info.banned = self.banned.clone();
         info.sources = self.sources.clone();
-        info.rate = recent / RATE_WINDOW.as_secs();
+        info.rate = rate(recent, self.flowing_since, now);
+    }
+}
+
+/// Bytes per second: `recent` bytes over the rate window, or over the time since the first
+/// peer connected when that is shorter (at least [`RATE_MIN_SPAN`]).
+fn rate(recent: u64, flowing_since: Option<Instant>, now: Instant) -> u64 {
+    let span = flowing_since
+        .map_or(RATE_WINDOW, |since| now.saturating_duration_since(since))
+        .clamp(RATE_MIN_SPAN, RATE_WINDOW);
+    (recent as f64 / span.as_secs_f64()) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_is_right_from_the_first_second() {
+        let start = Instant::now();
+        // 100 MiB in the first second: 100 MiB/s, not a third of it.
+        let mib = 1024 * 1024;
+        assert_eq!(
+            rate(100 * mib, Some(start), start + Duration::from_secs(1)),
+            100 * mib
+        );
+        // Later, over the whole window.
+        assert_eq!(
+            rate(300 * mib, Some(start), start + Duration::from_secs(10)),
+            100 * mib
+        );
+        // A few milliseconds in, the span is at least RATE_MIN_SPAN.
+        assert_eq!(
+            rate(mib, Some(start), start + Duration::from_millis(1)),
+            4 * mib
+        );
+        assert_eq!(rate(0, None, start), 0);
     }
 }

@@ -118,40 +118,54 @@ pub async fn run(plane: &Arc<Plane>, dl: &Arc<Download>) {
     }
 }
 
+/// Pieces re-hashed per blocking job by [`recheck`]: progress shows each batch as it is done.
+const RECHECK_BATCH: usize = 32;
+
 /// Re-hashes the pieces a stored bitmap claims when the part file changed since it was
-/// committed, keeping only those that still match.
+/// committed, keeping only those that still match. Pieces count as they are checked, batch by
+/// batch, so a resumed download shows what it has within moments, not after the last one.
 async fn recheck(dl: &Arc<Download>) {
     let Some(claimed) = dl.recheck.with(Option::take) else {
         return;
     };
-    dl.progress.with(|p| {
-        p.detail = Some(format!(
-            "checking {} pieces already on disk",
-            claimed.count()
-        ));
-    });
-    let file = dl.storage.file();
-    let meta = Arc::clone(&dl.holding.meta);
-    let good = tokio::task::spawn_blocking(move || {
-        use sha1::{Digest, Sha1};
-        let mut buf = vec![0u8; p2p_proto::files::PIECE_SIZE as usize];
-        claimed
-            .iter_set()
-            .filter(|&piece| {
-                super::storage::read_piece(&file, meta.size, piece, &mut buf)
-                    .is_ok_and(|data| hex::encode(Sha1::digest(data)) == meta.pieces[piece])
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap_or_default();
-    tracing::info!(download = %dl.key, good = good.len(), "re-checked pieces of a changed part file");
-    for piece in good {
-        if dl.picker.with(|p| p.complete(piece)) {
-            dl.holding.add_piece(piece);
-            dl.piece_verified(0);
+    let claimed: Vec<usize> = claimed.iter_set().collect();
+    let total = claimed.len();
+    let mut good_total = 0;
+    for (done, batch) in claimed.chunks(RECHECK_BATCH).enumerate() {
+        dl.progress.with(|p| {
+            p.detail = Some(format!(
+                "checking {total} pieces already on disk ({} checked)",
+                done * RECHECK_BATCH
+            ));
+        });
+        let file = dl.storage.file();
+        let meta = Arc::clone(&dl.holding.meta);
+        let batch = batch.to_vec();
+        let good = tokio::task::spawn_blocking(move || {
+            use sha1::{Digest, Sha1};
+            let mut buf = vec![0u8; p2p_proto::files::PIECE_SIZE as usize];
+            batch
+                .into_iter()
+                .filter(|&piece| {
+                    super::storage::read_piece(&file, meta.size, piece, &mut buf)
+                        .is_ok_and(|data| hex::encode(Sha1::digest(data)) == meta.pieces[piece])
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        good_total += good.len();
+        for piece in good {
+            if dl.picker.with(|p| p.complete(piece)) {
+                dl.holding.add_piece(piece);
+                dl.piece_verified(0);
+            }
+        }
+        if dl.cancel.is_cancelled() {
+            return;
         }
     }
+    tracing::info!(download = %dl.key, good = good_total, claimed = total, "re-checked pieces of a changed part file");
 }
 
 /// The download's current grant, handed to every connection (each passes a renewal on).

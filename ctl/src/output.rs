@@ -240,10 +240,12 @@ fn reach_lines(reach: &ReachStatus) -> Vec<String> {
     };
     lines.push(format!("reachable: {how}"));
     if let Some(m) = &reach.mapping {
-        lines.push(format!(
-            "port mapping: {} {} (lease {}s, renewed)",
-            m.protocol, m.external, m.lifetime_secs
-        ));
+        let lease = match m.lifetime_secs {
+            0 => "permanent lease".to_owned(),
+            s if s % 3600 == 0 => format!("lease {}h, renewed", s / 3600),
+            s => format!("lease {s}s, renewed"),
+        };
+        lines.push(format!("port mapping: {} {} ({lease})", m.protocol, m.external));
     }
     for addr in &reach.ipv6 {
         lines.push(format!("ipv6: {addr} reachable"));
@@ -495,7 +497,7 @@ pub(crate) mod tests {
              peers: listening on [::]:4000\n\
              public address: 11.0.0.20:4000 (connects from 11.0.0.20)\n\
              reachable: yes, through the port mapping\n\
-             port mapping: upnp 11.0.0.20:4000 (lease 3600s, renewed)\n\
+             port mapping: upnp 11.0.0.20:4000 (lease 1h, renewed)\n\
              ipv6: [2001:db8:1::2]:4000 reachable\n\
              socket: /run/user/1000/p2pd/p2pd.sock\n\
              state: /home/a/.local/state/p2pd",

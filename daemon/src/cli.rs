@@ -24,8 +24,15 @@ pub struct Args {
     /// the router (`ip:port`); the tracker checks it before it tells peers.
     #[arg(long, value_name = "ADDR")]
     pub public_addr: Option<SocketAddr>,
-    /// Which protocols may ask the gateway for a port mapping.
-    #[arg(long, value_name = "HOW", value_enum, default_value = "auto")]
+    /// Which protocols may ask the gateway for a port mapping (a one-hour lease, renewed
+    /// while the daemon runs, removed at exit); none is asked for a loopback listener.
+    #[arg(
+        long,
+        env = "P2PD_PORT_MAPPING",
+        value_name = "HOW",
+        value_enum,
+        default_value = "auto"
+    )]
     pub port_mapping: crate::reach::PortMapping,
     /// The ways a download may connect to a peer, comma-separated: `direct` (its address or
     /// port mapping, IPv6 first), `punch` (a hole punch the tracker coordinates) and `relay`

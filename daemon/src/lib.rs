@@ -202,7 +202,7 @@ pub async fn run(prepared: Prepared, shutdown: CancellationToken) -> anyhow::Res
     let peer_server = tokio::spawn(peer_server::serve(peers, Arc::clone(&plane)));
     let mapper = tokio::spawn(reach::portmap::run(
         peer_port,
-        config.port_mapping,
+        config.port_mapping.for_listener(reach.listen),
         reach.mapping.clone(),
         shutdown.clone(),
     ));

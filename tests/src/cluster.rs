@@ -446,6 +446,9 @@ pub(crate) fn sandbox(cmd: &mut Command, root: &Path) {
         .env("XDG_STATE_HOME", root.join("xdg-state"))
         .env("XDG_CONFIG_HOME", root.join("xdg-config"))
         .env("XDG_RUNTIME_DIR", root.join("xdg-runtime"))
+        // No daemon of a test asks this machine's gateway for a port mapping (one that
+        // p2pctl starts listens on every address); the port mapping tests give the flag.
+        .env("P2PD_PORT_MAPPING", "off")
         .env_remove("P2PD_SOCKET")
         .env_remove("P2PD_STATE_DIR")
         .env_remove("P2P_TRACKER_INFO")

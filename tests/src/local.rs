@@ -55,7 +55,7 @@ pub fn fallback_socket(tmpdir: &Path) -> PathBuf {
 }
 
 /// A command for `program` (`p2pd` or `p2pctl`) with a clean environment: no
-/// `$XDG_RUNTIME_DIR`, `$TMPDIR` at `tmpdir`, home and state under `root`.
+/// `$XDG_RUNTIME_DIR`, `$TMPDIR` at `tmpdir`, home and state under `root`, no port mapping.
 pub fn without_runtime_dir(program: &str, root: &Path, tmpdir: &Path) -> Command {
     let mut cmd = Command::new(bin(program));
     cmd.current_dir(root)
@@ -64,6 +64,8 @@ pub fn without_runtime_dir(program: &str, root: &Path, tmpdir: &Path) -> Command
         .env("HOME", root.join("home"))
         .env("XDG_STATE_HOME", root.join("xdg-state"))
         .env("XDG_CONFIG_HOME", root.join("xdg-config"))
+        // As in every test: no port mapping on this machine's gateway.
+        .env("P2PD_PORT_MAPPING", "off")
         .env("TMPDIR", tmpdir);
     cmd
 }

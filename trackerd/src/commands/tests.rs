@@ -983,3 +983,92 @@ async fn a_peer_list_is_bounded_and_keeps_the_piece_hashes_out_of_peers() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+fn punch_at(peer: &str) -> TrackerCall {
+    TrackerCall::Punch {
+        group: "g".into(),
+        name: "a.bin".into(),
+        peer: key_of(peer),
+    }
+}
+
+#[tokio::test]
+async fn a_punch_invites_the_holder_and_only_it() {
+    let f = Fixture::new().await;
+    f.ok("alice", upload("g", meta("a.bin", 'a'), 7000)).await;
+    f.announce("alice", 7000, vec![share("g", "a.bin", true)])
+        .await;
+    // bob has not said where he listens yet: nobody could punch towards him.
+    let early = f.call("bob", punch_at("alice")).await.unwrap_err();
+    assert_eq!(early.kind, ErrorKind::Unavailable, "{early}");
+    f.announce("bob", 7001, Vec::new()).await;
+    assert_eq!(
+        f.ok("bob", punch_at("alice")).await,
+        TrackerReply::PunchAt {
+            addr: "10.0.0.1:7000".into()
+        }
+    );
+    let TrackerReply::Polled { invites, .. } = f.ok("alice", TrackerCall::Poll).await else {
+        panic!("not polled");
+    };
+    assert_eq!(invites.len(), 1, "{invites:?}");
+    assert_eq!(invites[0].user, "bob");
+    assert_eq!(invites[0].key, key_of("bob"));
+    assert_eq!(
+        invites[0].kind,
+        p2p_proto::reach::InviteKind::Punch {
+            addr: "10.0.0.2:7001".into()
+        }
+    );
+    // Taken once, and by alice only.
+    for user in ["alice", "bob"] {
+        let TrackerReply::Polled { invites, .. } = f.ok(user, TrackerCall::Poll).await else {
+            panic!("not polled");
+        };
+        assert!(invites.is_empty(), "{user}: {invites:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_punch_is_refused_to_non_members_and_towards_non_holders() {
+    let f = Fixture::new().await;
+    f.ok("alice", upload("g", meta("a.bin", 'a'), 7000)).await;
+    f.announce("alice", 7000, vec![share("g", "a.bin", true)])
+        .await;
+    f.announce("carol", 7003, Vec::new()).await;
+    let outsider = f.call("carol", punch_at("alice")).await.unwrap_err();
+    assert_eq!(outsider.kind, ErrorKind::PermissionDenied, "{outsider}");
+    f.announce("bob", 7001, Vec::new()).await;
+    // carol's key holds nothing: bob cannot make the tracker send anyone towards him.
+    let nobody = f.call("bob", punch_at("carol")).await.unwrap_err();
+    assert_eq!(nobody.kind, ErrorKind::NotFound, "{nobody}");
+    let TrackerReply::Polled { invites, .. } = f.ok("carol", TrackerCall::Poll).await else {
+        panic!("not polled");
+    };
+    assert!(invites.is_empty(), "{invites:?}");
+}
+
+#[tokio::test]
+async fn an_announcement_is_answered_with_where_the_tracker_sees_the_daemon() {
+    let f = Fixture::new().await;
+    let reply = f
+        .ok(
+            "alice",
+            TrackerCall::Announce {
+                port: 7000,
+                shares: Vec::new(),
+                listening: Default::default(),
+            },
+        )
+        .await;
+    let TrackerReply::Announced {
+        seen: Some(seen), ..
+    } = reply
+    else {
+        panic!("no seen in {reply:?}");
+    };
+    assert_eq!(seen.observed, "10.0.0.1");
+    assert_eq!(seen.addr, "10.0.0.1:7000");
+    // Nothing checks here (no prober): the answer says the check has not run.
+    assert_eq!(seen.reachable, None);
+}

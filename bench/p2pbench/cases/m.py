@@ -15,7 +15,10 @@ limited (--relay-rate 0 --relay-total 0) and admits many relays (--relay-max and
   opened`), the direct ones must not. A relayed download waits for the seeder's next poll
   before a byte moves, so its throughput counts from the tracker's `relay opened`; the note
   gives the set-up times and the throughput with them. Target: relayed median >= half the
-  direct median."""
+  direct median.
+- Rate limits, on another pair with --relay-rate 4M --relay-total 8M: one relay streaming for
+  5 s, then four at once (each alone could move 4 MiB/s); what they moved per second, both
+  directions counted, must be within -20%/+10% of the limit that binds."""
 
 import hashlib
 import json
@@ -37,6 +40,11 @@ PAIRS = 256
 RELAY_ARGS = ["--relay-rate", "0", "--relay-total", "0",
               "--relay-max", "1024", "--relay-per-user", "1024"]
 OPENED = "relay opened"
+# The rate limits' check: one relay under its own rate, then RATE_PAIRS under the total.
+RATE = 4 * MiB
+TOTAL = 8 * MiB
+RATE_PAIRS = 4
+RATE_SECS = 5.0
 
 
 def run(bench):
@@ -54,6 +62,7 @@ def run(bench):
     finally:
         retire([d for d in daemons if d.running()])
         pair.stop_all()
+    limited = rate_limits(bench)
     speeds, transfers, cpus = measured["total"], measured["transfer"], measured["cpu"]
     direct = median(speeds["direct"])
     relayed, relayed_total = median(transfers["relay"]), median(speeds["relay"])
@@ -72,6 +81,15 @@ def run(bench):
               f"{cpu['relay'][0]:.2f} vs {cpu['direct'][0]:.2f}, seeder {cpu['relay'][1]:.2f} vs "
               f"{cpu['direct'][1]:.2f}, downloader {cpu['relay'][2]:.2f} vs "
               f"{cpu['direct'][2]:.2f}", "yes" if ratio >= 0.5 else "no")
+    own, total = limited
+    own_ok = 0.8 * RATE <= own <= 1.1 * RATE
+    total_ok = 0.8 * TOTAL <= total <= 1.1 * TOTAL
+    bench.row("m.rate", f"(m) relay rate limits: --relay-rate {human(RATE)}, --relay-total "
+              f"{human(TOTAL)}", None, None,
+              f"one relay moved {own / MiB:.2f} MiB/s (its own limit {RATE / MiB:.0f}); "
+              f"{RATE_PAIRS} at once {total / MiB:.2f} MiB/s together (the total "
+              f"{TOTAL / MiB:.0f}); both directions counted, {RATE_SECS:.0f} s each "
+              f"(target: within -20%/+10% of the limit)", "yes" if own_ok and total_ok else "no")
     per_kib = memory["per_pair"] / KiB
     bench.row("m.mem", f"(m) tracker memory per relayed connection, {PAIRS} at once", None,
               None,
@@ -79,6 +97,29 @@ def run(bench):
               f"{memory['peak'] / MiB:.1f} MiB while {human(memory['moved'])} crossed in "
               f"{memory['secs']:.1f} s; {memory['paired_rss'] / MiB:.1f} MiB once paired, "
               f"before traffic) (target < 256 KiB)", "yes" if per_kib < 256 else "no")
+
+
+def rate_limits(bench):
+    """One relay under --relay-rate, then RATE_PAIRS relays under --relay-total (each below
+    its own rate), on a pair of their own: what they moved per second (both directions)."""
+    pair = TrackerPair(bench, "m-rate", extra=["--relay-rate", str(RATE), "--relay-total",
+                                              str(TOTAL)])
+    try:
+        pair.start(1)
+        pair.start(2)
+        primary = pair.wait_synced(timeout=60)
+        pid = pair.procs[primary].pid
+        client = [bench.bin("p2p-bench-client"), "--tracker",
+                  f"127.0.0.1:{pair.ports[primary]}", "relay-pairs",
+                  "--password", "bench-relay-pw-4821", "--seconds", str(RATE_SECS)]
+        one = pairs(bench, client + ["--prefix", "one", "--pairs", "1"], pid)
+        many = pairs(bench, client + ["--prefix", "many", "--pairs", str(RATE_PAIRS)], pid)
+    except BenchError as e:
+        e.logs += pair.logs()
+        raise
+    finally:
+        pair.stop_all()
+    return one["moved"] / one["secs"], many["moved"] / many["secs"]
 
 
 def median(values):

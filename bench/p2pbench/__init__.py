@@ -24,6 +24,12 @@ mktorrent) with apt-get, then measures on loopback, in one temp dir:
   (k) CPU seconds (user + system) per GiB of the downloading and the seeding p2pd of (b), TLS
       included, beside openssl dgst -sha1 of the file    target: downloader <= 2.0x openssl
   (l) login answer time, wrong password vs unknown user (p2p-bench-client)  target: within 20%
+  (m) the tracker's relay (a tracker pair of its own, relay rates unlimited): a 256 MiB
+      download through the relay only (p2pd --connect-via relay) vs a direct one, alternating,
+      3 of each (median)                                  target: relayed >= 50% of direct;
+      and the primary's VmRSS growth with 256 relays open and streaming at once
+      (p2p-bench-client relay-pairs), per relay           target: < 256 KiB;
+      and one relay at --relay-rate 4M, four at --relay-total 8M   target: within -20%/+10%
 
 Every download is started with `p2pctl download_file` and timed from that command's start until
 `p2pctl --json show_downloads` says complete (polled every 50 ms); every received file's SHA-1

@@ -102,7 +102,9 @@ class Daemon:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, upload_limit=None):
+    def start(self, upload_limit=None, extra=()):
+        """Starts p2pd (with `--upload-limit` and the further arguments `extra`, if given) and
+        waits until it answers `status`."""
         argv = [
             self.bench.bin("p2pd"),
             "--foreground",
@@ -113,6 +115,7 @@ class Daemon:
         ]
         if upload_limit:
             argv += ["--upload-limit", str(upload_limit)]
+        argv += list(extra)
         with open(self.log, "ab") as f:
             f.write(f"=== bench: start {' '.join(map(str, argv[1:]))}\n".encode())
         self.proc = self.bench.procs.spawn(argv, self.log, self.bench.tmp, self.bench.env)
@@ -230,8 +233,9 @@ class TrackerPair:
     the cases that kill and freeze trackers. Each runs with stdin a pipe, for the `status`
     command; its stdout (the status lines) and stderr (its log) both go to tracker-<no>.log."""
 
-    def __init__(self, bench, name):
+    def __init__(self, bench, name, extra=()):
         self.bench = bench
+        self.extra = list(extra)  # more trackerd arguments, for every start
         self.dir = bench.tmp / name
         self.dir.mkdir(parents=True, exist_ok=True)
         held = []
@@ -260,7 +264,7 @@ class TrackerPair:
             f.write(f"=== bench: start trackerd {no}\n".encode())
         p = self.bench.procs.spawn(
             [self.bench.bin("trackerd"), self.info, no, "--data-dir", self.dir / f"tracker-{no}",
-             *LOCAL_RATES],
+             *LOCAL_RATES, *self.extra],
             logp, self.dir, self.bench.env, stdin=subprocess.PIPE,
         )
         self.procs[no] = p

@@ -16,7 +16,7 @@ GiB = 1 << 30
 POLL = 0.05  # seconds between two show_downloads polls
 PIECE = 512 * KiB
 GROUP = "bench"
-CASES = "abcdefghijkl"
+CASES = "abcdefghijklm"
 
 
 class BenchError(Exception):

@@ -14,6 +14,10 @@
 //! call's number. It prints one JSON object: `{"total": seconds, "latencies": [seconds, ...]}`.
 //! `logins` tries to log in as each USER in turn with password P on one connection and prints
 //! `{"latencies": [...], "errors": [kind, ...]}` (a wrong password is expected).
+//! `relay-pairs` opens many relayed connections at once and streams through them (see
+//! [`relay`]).
+
+mod relay;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -68,6 +72,19 @@ enum Task {
         #[arg(long)]
         password: String,
         users: Vec<String>,
+    },
+    /// Many relayed connections at once, then traffic through all of them.
+    RelayPairs {
+        /// Account names start with this (`<prefix>-seed`, `<prefix>-down`).
+        #[arg(long, default_value = "relay")]
+        prefix: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long, default_value_t = 64)]
+        pairs: usize,
+        /// How long the traffic goes on once every relay is paired.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
     },
 }
 
@@ -129,6 +146,29 @@ async fn main() -> Result<()> {
         identity: Identity::ephemeral()?,
     };
     match args.task {
+        Task::RelayPairs {
+            prefix,
+            password,
+            pairs,
+            seconds,
+        } => {
+            let seeder = Client {
+                identity: Identity::ephemeral()?,
+                ..client
+            };
+            let downloader = Client {
+                tracker: args.tracker,
+                expect: args.fingerprint.map_or(Expect::AnyKey, Expect::Key),
+                identity: Identity::ephemeral()?,
+            };
+            let job = relay::Pairs {
+                prefix,
+                password,
+                pairs,
+                seconds,
+            };
+            relay::run(seeder, downloader, job).await?;
+        }
         Task::Call {
             user,
             password,

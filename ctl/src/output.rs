@@ -245,7 +245,10 @@ fn reach_lines(reach: &ReachStatus) -> Vec<String> {
             s if s % 3600 == 0 => format!("lease {}h, renewed", s / 3600),
             s => format!("lease {s}s, renewed"),
         };
-        lines.push(format!("port mapping: {} {} ({lease})", m.protocol, m.external));
+        lines.push(format!(
+            "port mapping: {} {} ({lease})",
+            m.protocol, m.external
+        ));
     }
     for addr in &reach.ipv6 {
         lines.push(format!("ipv6: {addr} reachable"));

@@ -26,38 +26,59 @@ pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(20);
 pub async fn run(plane: Arc<Plane>, client: Arc<TrackerClient>, port: u16) {
     let turns = Arc::new(Semaphore::new(invites::MAX_MEETINGS));
     let mut last: Option<tokio::time::Instant> = None;
+    let mut next_poll = tokio::time::Instant::now() + POLL_EVERY;
     loop {
         let now = tokio::select! {
             _ = plane.shutdown.cancelled() => return,
             _ = plane.announce.asked() => true,
             // A failover: the new primary's swarm starts empty, so tell it at once.
             _ = client.switched.notified() => true,
-            _ = tokio::time::sleep(POLL_EVERY) => last.is_none_or(|l| l.elapsed() >= ANNOUNCE_EVERY),
+            _ = tokio::time::sleep_until(next_poll) => last.is_none_or(|l| l.elapsed() >= ANNOUNCE_EVERY),
         };
         if now {
             announce(&plane, port).await;
             last = Some(tokio::time::Instant::now());
-        } else if plane.tracker.session().is_some() {
-            poll(&plane, &client, &turns).await;
+            continue;
+        }
+        let started = tokio::time::Instant::now();
+        next_poll = started + POLL_EVERY;
+        if plane.tracker.session().is_some() {
+            let brought = tokio::select! {
+                _ = plane.shutdown.cancelled() => return,
+                brought = poll(&plane, &client, &turns) => brought,
+            };
+            // More invites may be coming (a download that tries many ways): ask again at once.
+            if brought {
+                next_poll = tokio::time::Instant::now();
+            }
         }
     }
 }
 
 /// Takes the invites waiting for us (and hands them to [`invites::handle`]) and what the
-/// tracker sees of us. A poll also notices a failover: the client wakes `switched`.
-async fn poll(plane: &Arc<Plane>, client: &Arc<TrackerClient>, turns: &Arc<Semaphore>) {
+/// tracker sees of us; true when it brought invites. The tracker holds a poll until an invite
+/// comes, up to `POLL_HOLD`. A poll also notices a failover: the client wakes `switched`.
+async fn poll(plane: &Arc<Plane>, client: &Arc<TrackerClient>, turns: &Arc<Semaphore>) -> bool {
     match plane.tracker.call(TrackerCall::Poll).await {
         Ok(TrackerReply::Polled { seen, invites }) => {
             if seen.is_some() {
                 plane.reach.seen.with(|s| *s = seen);
             }
-            if !invites.is_empty() {
-                let tracker = client.status().current;
-                invites::handle(plane, client, tracker, turns, invites);
+            if invites.is_empty() {
+                return false;
             }
+            let tracker = client.status().current;
+            invites::handle(plane, client, tracker, turns, invites);
+            true
         }
-        Ok(other) => tracing::warn!(?other, "unexpected answer to a poll"),
-        Err(e) => tracing::debug!(error = %e, "poll failed"),
+        Ok(other) => {
+            tracing::warn!(?other, "unexpected answer to a poll");
+            false
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "poll failed");
+            false
+        }
     }
 }
 

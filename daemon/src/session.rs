@@ -7,6 +7,9 @@ use crate::sync::Locked;
 
 pub struct SessionSlot {
     current: Locked<Option<Session>>,
+    /// Why the tracker ended the last session (it expired, say), until the next login: the
+    /// next command says so instead of a bare "not logged in".
+    ended: Locked<Option<String>>,
     state: State,
 }
 
@@ -16,6 +19,7 @@ impl SessionSlot {
         let current = state.run(|s| s.session()).await?;
         Ok(Self {
             current: Locked::new(current),
+            ended: Locked::default(),
             state,
         })
     }
@@ -32,6 +36,19 @@ impl SessionSlot {
             .run(move |s| s.set_session(stored.as_ref()))
             .await?;
         self.current.with(|c| *c = session);
+        self.ended.with(|e| *e = None);
         Ok(())
+    }
+
+    /// Logs out because the tracker ended the session, remembering `why`.
+    pub async fn ended_by_tracker(&self, why: String) -> Result<(), StateError> {
+        self.set(None).await?;
+        self.ended.with(|e| *e = Some(why));
+        Ok(())
+    }
+
+    /// Why the tracker ended the last session, if it did and nobody logged in since.
+    pub fn ended(&self) -> Option<String> {
+        self.ended.get()
     }
 }

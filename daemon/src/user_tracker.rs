@@ -30,9 +30,15 @@ impl UserTracker {
         self.session.get()
     }
 
-    /// The logged-in session, or `not_logged_in`.
+    /// The logged-in session, or `not_logged_in` (saying why, when the tracker ended it).
     pub fn require_session(&self) -> Result<Session, ErrorReply> {
-        self.session().ok_or_else(ErrorReply::not_logged_in)
+        self.session().ok_or_else(|| match self.session.ended() {
+            Some(why) => ErrorReply::new(
+                ErrorKind::NotLoggedIn,
+                format!("not logged in: the tracker ended the session ({why})"),
+            ),
+            None => ErrorReply::not_logged_in(),
+        })
     }
 
     /// Calls the tracker as the logged-in user.
@@ -44,7 +50,7 @@ impl UserTracker {
             && self.session().is_some_and(|s| s.token == session.token)
         {
             tracing::warn!(user = %session.user, "tracker no longer knows our session; logged out");
-            self.session.set(None).await?;
+            self.session.ended_by_tracker(e.message.clone()).await?;
         }
         result
     }

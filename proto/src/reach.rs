@@ -129,8 +129,13 @@ pub enum InviteKind {
 /// [`POLL_EVERY`], so this covers a few polls.
 pub const INVITE_TTL: Duration = Duration::from_secs(10);
 
-/// How often a logged-in daemon polls the tracker for invites (and notices a failover).
+/// How often a logged-in daemon polls the tracker for invites (and notices a failover), at
+/// most: the tracker holds a poll up to [`POLL_HOLD`] and answers it as soon as an invite comes.
 pub const POLL_EVERY: Duration = Duration::from_secs(2);
+
+/// How long the tracker holds a poll with no invite waiting: well under a tracker call's
+/// attempt timeout (3.5 s), so a held poll is never taken for a frozen tracker.
+pub const POLL_HOLD: Duration = Duration::from_millis(1500);
 
 /// Most invites waiting for one daemon; more are refused until it polls.
 pub const MAX_INVITES: usize = 64;

@@ -196,7 +196,11 @@ pub async fn dispatch(
         }
         TrackerCall::Login { user, password } => login::run(ctx, id, origin, user, password).await,
         call => {
-            let caller = authenticate(ctx, origin.key, request.session).await?;
+            let usage = match call {
+                TrackerCall::Poll => Use::Background,
+                _ => Use::Counts,
+            };
+            let caller = authenticate_as(ctx, origin.key, request.session, usage).await?;
             match call {
                 TrackerCall::Ping
                 | TrackerCall::ClusterHello { .. }
@@ -241,14 +245,15 @@ pub async fn dispatch(
                 TrackerCall::StopShare { group, name } => {
                     stop_share::run(ctx, caller, group, name).await
                 }
-                TrackerCall::Poll => Ok(poll::run(ctx, &caller)),
+                TrackerCall::Poll => Ok(poll::run(ctx, &caller).await),
                 TrackerCall::Punch { group, name, peer } => {
                     punch::run(ctx, caller, origin.addr, group, name, peer).await
                 }
+                // The server hands a connection that opens with one of these to the relay.
                 TrackerCall::RelayOpen { .. } | TrackerCall::RelayAccept { .. } => {
                     Err(ErrorReply::new(
-                        ErrorKind::Unavailable,
-                        "this tracker does not coordinate punches or relays yet",
+                        ErrorKind::Protocol,
+                        "relay_open and relay_accept must be the first request of a connection",
                     ))
                 }
             }
@@ -276,6 +281,24 @@ pub(crate) async fn authenticate(
     ctx: &Ctx,
     key: Fingerprint,
     session: Option<String>,
+) -> Result<Caller, ErrorReply> {
+    authenticate_as(ctx, key, session, Use::Counts).await
+}
+
+/// Whether a request counts as use of its session (keeps it from idling out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Use {
+    Counts,
+    /// A daemon's background poll: it checks the session but does not keep it alive, or a
+    /// running daemon's session would never idle out.
+    Background,
+}
+
+async fn authenticate_as(
+    ctx: &Ctx,
+    key: Fingerprint,
+    session: Option<String>,
+    usage: Use,
 ) -> Result<Caller, ErrorReply> {
     let Some(token) = session.filter(|t| p2p_proto::token::is_session_token(t)) else {
         return Err(ErrorReply::not_logged_in());
@@ -315,7 +338,9 @@ pub(crate) async fn authenticate(
             key,
         });
     }
-    if now.saturating_sub(record.seen) > session_touch(ctx.policy.session_idle) {
+    if usage == Use::Counts
+        && now.saturating_sub(record.seen) > session_touch(ctx.policy.session_idle)
+    {
         entries.push(LogEntry::SessionSeen {
             token_hash: token_hash.clone(),
             at: now,

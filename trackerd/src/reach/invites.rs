@@ -6,7 +6,9 @@
 use p2p_proto::identity::Fingerprint;
 use p2p_proto::reach::{INVITE_TTL, Invite, MAX_INVITES};
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::Notify;
 
 /// Most daemons with invites waiting, across the tracker: a bound on memory whatever callers do.
 pub const MAX_INVITED: usize = 100_000;
@@ -19,10 +21,12 @@ pub enum InviteError {
     Full,
 }
 
-/// Invites by the (user, key) of the daemon they are for.
+/// Invites by the (user, key) of the daemon they are for, and the polls waiting for one.
 #[derive(Debug, Default)]
 pub struct Invites {
     waiting: HashMap<(String, Fingerprint), VecDeque<(Invite, Instant)>>,
+    /// A poll held open for each daemon that has one: woken by the next invite.
+    pollers: HashMap<(String, Fingerprint), Arc<Notify>>,
 }
 
 impl Invites {
@@ -47,7 +51,33 @@ impl Invites {
             return Err(InviteError::TooMany(user.to_string()));
         }
         queue.push_back((invite, now));
+        if let Some(poller) = self.pollers.get(&(user.to_string(), key)) {
+            poller.notify_one();
+        }
         Ok(())
+    }
+
+    /// What a held poll of `user`'s daemon with key `key` waits on. One per daemon (bounded as
+    /// the daemons are: by the tracker's connection caps).
+    pub fn waiter(&mut self, user: &str, key: Fingerprint) -> Arc<Notify> {
+        Arc::clone(
+            self.pollers
+                .entry((user.to_string(), key))
+                .or_insert_with(|| Arc::new(Notify::new())),
+        )
+    }
+
+    /// The held poll that waited on `waiter` is over.
+    pub fn forget_waiter(&mut self, user: &str, key: Fingerprint, waiter: &Arc<Notify>) {
+        let slot = (user.to_string(), key);
+        // Only if no other poll of the same daemon took it meanwhile.
+        if self
+            .pollers
+            .get(&slot)
+            .is_some_and(|w| Arc::ptr_eq(w, waiter) && Arc::strong_count(w) <= 2)
+        {
+            self.pollers.remove(&slot);
+        }
     }
 
     /// Takes the fresh invites for `user`'s daemon with key `key`, oldest first.
@@ -129,5 +159,27 @@ mod tests {
         invites.push("bob", key(2), invite("z"), now).unwrap();
         invites.expire(later);
         assert!(invites.waiting.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_held_poll_is_woken_by_the_next_invite_for_its_daemon_only() {
+        let mut invites = Invites::default();
+        let now = Instant::now();
+        let waiter = invites.waiter("alice", key(1));
+        let other = invites.waiter("bob", key(2));
+        invites.push("alice", key(1), invite("a"), now).unwrap();
+        // The wake-up waits with the waiter even though nobody was waiting yet.
+        tokio::time::timeout(Duration::from_secs(5), waiter.notified())
+            .await
+            .expect("woken");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1), other.notified())
+                .await
+                .is_err(),
+            "bob's poll is not woken by alice's invite"
+        );
+        invites.forget_waiter("alice", key(1), &waiter);
+        drop(waiter);
+        assert!(!invites.pollers.contains_key(&("alice".to_string(), key(1))));
     }
 }

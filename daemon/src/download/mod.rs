@@ -8,11 +8,13 @@
 //! - `finish.rs`: the end of a download: the move into place, the share;
 //! - `peer.rs`: one connection to one peer, as a struct with one method per event;
 //! - `verify.rs`: checking a piece and writing it, off the connection's task;
-//! - `picker.rs`, `storage.rs`: pure piece selection, and the part file.
+//! - `picker.rs`, `storage.rs`, `direct.rs`: pure piece selection, the part file, and its
+//!   writes past the page cache.
 //!
 //! Lock order: a [`Download`]'s locks (`picker`, `progress`, `recheck`) are each taken alone,
 //! for the length of a closure, never two at once and never across an `.await`.
 
+mod direct;
 mod error;
 mod finish;
 mod peer;

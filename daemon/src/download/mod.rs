@@ -55,7 +55,7 @@ pub struct Download {
     pub storage: Storage,
     pub progress: Locked<Progress>,
     pub cancel: CancellationToken,
-    /// Wakes the download task: a piece verified, a peer left, a failure.
+    /// Wakes the download task: the last piece verified, a failure, the disk full.
     pub events: Notify,
     pub verify_slots: Arc<Semaphore>,
     /// Pieces the stored bitmap claims but that must be re-hashed first (the part file changed).
@@ -152,10 +152,13 @@ impl Download {
         self.progress.with(|p| p.ban(peer, reason));
     }
 
-    /// Records a verified piece of `bytes` bytes.
+    /// Records a verified piece of `bytes` bytes. Only the last one wakes the download task:
+    /// the others change nothing it acts on (it makes them durable on its flush tick).
     pub fn piece_verified(&self, bytes: u64) {
         self.progress.with(|p| p.piece_verified(bytes));
-        self.events.notify_one();
+        if self.picker.with(|p| p.is_complete()) {
+            self.events.notify_one();
+        }
     }
 
     /// A disk operation of the download failed: a full (or failing) disk makes it wait and

@@ -1,13 +1,15 @@
-//! Checking an arrived piece against its SHA-1 and writing it, in a task of its own so the
-//! connection that received it keeps reading. At most `VERIFY_SLOTS` pieces per download are
-//! in verification at once, which bounds the memory they hold. The hash and the write run in
-//! one job on the blocking pool: one thread hand-off per piece instead of two.
+//! Checking an arrived piece against its SHA-1 and writing it, off the connection's task so
+//! that it keeps reading. At most `VERIFY_SLOTS` pieces per download are in verification at
+//! once, which bounds the memory they hold. The hash, the write and the bookkeeping after them
+//! run in one job on the blocking pool: one thread hand-off per piece, and no wake-up of an
+//! async task when it is done.
 
 use super::Download;
 use crate::plane::Announce;
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
 use std::sync::Arc;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 /// Hands `data`, piece `piece` of `dl` from `peer`, to verification. Waits for a verification
@@ -25,50 +27,76 @@ pub async fn submit(
     let Ok(permit) = Arc::clone(&dl.verify_slots).acquire_owned().await else {
         return;
     };
-    let (dl, announce) = (Arc::clone(dl), announce.clone());
-    let peer = peer.to_string();
-    tokio::spawn(async move {
-        let len = data.len() as u64;
-        let job = Arc::clone(&dl);
-        let checked =
-            tokio::task::spawn_blocking(move || check_and_write(&job, piece, &data)).await;
+    let mut job = Job {
+        dl: Arc::clone(dl),
+        announce: announce.clone(),
+        peer: peer.to_string(),
+        piece,
+        bad_piece,
+        settled: false,
+        _slot: permit,
+    };
+    // Not awaited: the job settles the piece itself, or its drop does (see `Job`).
+    drop(tokio::task::spawn_blocking(move || job.run(&data)));
+}
+
+/// One arrived piece in verification. Dropped without having settled the piece (the job
+/// panicked, or never ran because the runtime shut down), it marks the piece missing again.
+struct Job {
+    dl: Arc<Download>,
+    announce: Announce,
+    peer: String,
+    piece: usize,
+    bad_piece: CancellationToken,
+    settled: bool,
+    /// The verification slot, given back when the job ends.
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Job {
+    /// Checks and writes the piece, then records what became of it (blocking).
+    fn run(&mut self, data: &[u8]) {
+        let (dl, piece) = (&self.dl, self.piece);
+        let checked = check_and_write(dl, piece, data);
+        self.settled = true;
         match checked {
-            // The check never ran: the piece is simply missing again.
-            Err(_) => {
-                dl.picker.with(|p| p.failed(piece));
-                return;
-            }
-            Ok(Checked::Corrupt) => {
+            Checked::Corrupt => {
                 dl.picker.with(|p| p.failed(piece));
                 // Banned here, not only by the connection: a peer that hangs up right after a
                 // bad piece must not come back on the next refresh.
-                dl.ban(&peer, "sent a piece that failed SHA-1 verification");
-                bad_piece.cancel();
-                return;
+                dl.ban(&self.peer, "sent a piece that failed SHA-1 verification");
+                self.bad_piece.cancel();
             }
-            Ok(Checked::Duplicate) => {
-                // Another copy won the race.
-                dl.picker.with(|p| p.release(piece));
-                return;
-            }
-            Ok(Checked::WriteFailed(e)) => {
+            // Another copy won the race.
+            Checked::Duplicate => dl.picker.with(|p| p.release(piece)),
+            Checked::WriteFailed(e) => {
                 // The piece is missing again; a full disk makes the download wait, not fail.
                 dl.picker.with(|p| p.release(piece));
                 dl.disk_failure(e);
-                return;
             }
-            Ok(Checked::Written) => {}
-        }
-        if dl.picker.with(|p| p.complete(piece)) {
-            // Our first piece makes us a source: tell the tracker now, not at the next round.
-            if dl.holding.add_piece(piece) == 1 {
-                announce.now();
+            Checked::Written => {
+                if dl.picker.with(|p| p.complete(piece)) {
+                    // Our first piece makes us a source: tell the tracker now, not at the next
+                    // round.
+                    if dl.holding.add_piece(piece) == 1 {
+                        self.announce.now();
+                    }
+                    let len = data.len() as u64;
+                    dl.progress.with(|p| p.delivered(&self.peer, len));
+                    dl.piece_verified(len);
+                }
             }
-            dl.progress.with(|p| p.delivered(&peer, len));
-            dl.piece_verified(len);
         }
-        drop(permit);
-    });
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if !self.settled {
+            // The check never ran to its end: the piece is simply missing again.
+            self.dl.picker.with(|p| p.failed(self.piece));
+        }
+    }
 }
 
 /// What became of an arrived piece.
@@ -82,7 +110,7 @@ enum Checked {
 }
 
 /// Hashes piece `piece` and, when it is the piece and no other copy won, writes it (blocking).
-fn check_and_write(dl: &Download, piece: usize, data: &Bytes) -> Checked {
+fn check_and_write(dl: &Download, piece: usize, data: &[u8]) -> Checked {
     let expected = &dl.record.meta.pieces[piece];
     if hex::encode(Sha1::digest(data)) != *expected {
         return Checked::Corrupt;

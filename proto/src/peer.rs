@@ -113,8 +113,9 @@ const PIECE_HEADER: usize = 4 + 1 + 4;
 /// Room kept after a PIECE frame in its buffer, for the start of the frames that follow it.
 const PIECE_SLACK: usize = 16 * 1024;
 
-/// Buffers of earlier PIECE frames a codec keeps for the next ones.
-const MAX_SPARES: usize = 4;
+/// Buffers of earlier PIECE frames a codec keeps for the next ones: as many as a download
+/// verifies and writes at once.
+const MAX_SPARES: usize = 8;
 
 /// Encodes and decodes [`PeerFrame`]s.
 ///
@@ -173,8 +174,7 @@ impl PeerCodec {
             Some(i) => self.spares.swap_remove(i),
             None => BytesMut::with_capacity(need),
         };
-        let pad = (PIECE_DATA_ALIGN
-            - (room.as_ptr() as usize + PIECE_HEADER) % PIECE_DATA_ALIGN)
+        let pad = (PIECE_DATA_ALIGN - (room.as_ptr() as usize + PIECE_HEADER) % PIECE_DATA_ALIGN)
             % PIECE_DATA_ALIGN;
         room.put_bytes(0, pad);
         room.advance(pad);

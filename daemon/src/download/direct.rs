@@ -90,6 +90,36 @@ impl DirectFile {
             Err(e) => Err(e),
         }
     }
+
+    /// Writes `run`, buffers that follow one another in the file from `offset`, in one direct
+    /// write if every one is aligned: `Ok(false)` when it did not write them all that way (the
+    /// caller writes them again one by one). Blocking.
+    pub fn write_run(&self, run: &[&[u8]], offset: u64) -> std::io::Result<bool> {
+        if !self.usable.load(Ordering::Relaxed)
+            || !offset.is_multiple_of(ALIGN as u64)
+            || !run.iter().all(|piece| is_aligned(piece, 0))
+        {
+            return Ok(false);
+        }
+        let total: usize = run.iter().map(|piece| piece.len()).sum();
+        let slices: Vec<std::io::IoSlice<'_>> = run
+            .iter()
+            .map(|piece| std::io::IoSlice::new(piece))
+            .collect();
+        let offset = i64::try_from(offset).map_err(std::io::Error::other)?;
+        loop {
+            match nix::sys::uio::pwritev(&self.file, &slices, offset) {
+                Ok(n) => return Ok(n == total),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EINVAL) => {
+                    tracing::info!("direct writes refused; writing through the page cache");
+                    self.usable.store(false, Ordering::Relaxed);
+                    return Ok(false);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
 }
 
 /// `len` bytes of `room` starting at an [`ALIGN`]ed address (grown as needed).
@@ -130,5 +160,17 @@ mod tests {
         assert_eq!(&back[ALIGN..4 * ALIGN], &piece[..]);
         assert_eq!(&back[4 * ALIGN..], &piece[..]);
         assert!(back[..ALIGN].iter().all(|&b| b == 0));
+        // A run of aligned buffers goes in one write; one unaligned buffer declines the run.
+        let mut rooms = (Vec::new(), Vec::new());
+        let a = aligned(&mut rooms.0, ALIGN);
+        a.fill(0xaa);
+        let b = aligned(&mut rooms.1, 2 * ALIGN);
+        b.fill(0xbb);
+        assert!(direct.write_run(&[a, b], 7 * ALIGN as u64).unwrap());
+        assert!(!direct.write_run(&[&unaligned[1..]], 0).unwrap());
+        let back = std::fs::read(&path).unwrap();
+        assert_eq!(back.len(), 10 * ALIGN);
+        assert!(back[7 * ALIGN..8 * ALIGN].iter().all(|&b| b == 0xaa));
+        assert!(back[8 * ALIGN..].iter().all(|&b| b == 0xbb));
     }
 }

@@ -8,6 +8,7 @@
 //! - `finish.rs`: the end of a download: the move into place, the share;
 //! - `peer.rs`: one connection to one peer, as a struct with one method per event;
 //! - `verify.rs`: checking a piece and writing it, off the connection's task;
+//! - `runs.rs`: writing verified pieces in runs of consecutive ones;
 //! - `picker.rs`, `storage.rs`, `direct.rs`: pure piece selection, the part file, and its
 //!   writes past the page cache.
 //!
@@ -20,6 +21,7 @@ mod finish;
 mod peer;
 pub mod picker;
 mod progress;
+mod runs;
 pub mod storage;
 mod task;
 mod verify;
@@ -58,6 +60,8 @@ pub struct Download {
     /// Wakes the download task: the last piece verified, a failure, the disk full.
     pub events: Notify,
     pub verify_slots: Arc<Semaphore>,
+    /// Verified pieces waiting to be written with the ones after them.
+    runs: runs::Runs<verify::Job>,
     /// Pieces the stored bitmap claims but that must be re-hashed first (the part file changed).
     pub recheck: Locked<Option<Bitfield>>,
     /// Why the disk cannot take the download's bytes now (full, say): the task stops fetching
@@ -136,6 +140,7 @@ impl Download {
             cancel,
             events: Notify::new(),
             verify_slots: Arc::new(Semaphore::new(VERIFY_SLOTS)),
+            runs: runs::Runs::default(),
             recheck: Locked::new(recheck),
             disk_wait: Locked::new(disk_wait),
             record,

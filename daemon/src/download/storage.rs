@@ -227,6 +227,19 @@ impl Storage {
         self.file.write_all_at(data, offset).map_err(annotated)
     }
 
+    /// Writes whole pieces `first`, `first + 1`, … in one write if it can (past the page
+    /// cache, see `direct.rs`): `Ok(false)` when it did not, and the caller writes them one by
+    /// one. Blocking.
+    pub fn write_run_blocking(&self, first: usize, run: &[&[u8]]) -> std::io::Result<bool> {
+        let full = run.iter().all(|piece| piece.len() as u64 == PIECE_SIZE);
+        match &self.direct {
+            Some(direct) if full => direct
+                .write_run(run, first as u64 * PIECE_SIZE)
+                .map_err(|e| annotate(e, "write", &self.path)),
+            _ => Ok(false),
+        }
+    }
+
     /// Flushes written pieces to the disk and returns the part file's size and mtime after the
     /// flush, which a stored bitmap is recorded with (on the blocking pool).
     pub async fn sync_and_stat(&self) -> std::io::Result<(u64, i128)> {

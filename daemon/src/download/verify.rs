@@ -1,10 +1,11 @@
 //! Checking an arrived piece against its SHA-1 and writing it, off the connection's task so
 //! that it keeps reading. At most `VERIFY_SLOTS` pieces per download are in verification at
-//! once, which bounds the memory they hold. The hash, the write and the bookkeeping after them
-//! run in one job on the blocking pool: one thread hand-off per piece, and no wake-up of an
-//! async task when it is done.
+//! once, which bounds the memory they hold. The hash, the write (with the pieces around it,
+//! see `runs.rs`) and the bookkeeping after them run on the blocking pool: one thread hand-off
+//! per piece, and no wake-up of an async task when it is done.
 
 use super::Download;
+use super::runs::Verified;
 use crate::plane::Announce;
 use bytes::Bytes;
 use sha1::{Digest, Sha1};
@@ -27,7 +28,7 @@ pub async fn submit(
     let Ok(permit) = Arc::clone(&dl.verify_slots).acquire_owned().await else {
         return;
     };
-    let mut job = Job {
+    let job = Job {
         dl: Arc::clone(dl),
         announce: announce.clone(),
         peer: peer.to_string(),
@@ -37,12 +38,12 @@ pub async fn submit(
         _slot: permit,
     };
     // Not awaited: the job settles the piece itself, or its drop does (see `Job`).
-    drop(tokio::task::spawn_blocking(move || job.run(&data)));
+    drop(tokio::task::spawn_blocking(move || job.run(data)));
 }
 
 /// One arrived piece in verification. Dropped without having settled the piece (the job
 /// panicked, or never ran because the runtime shut down), it marks the piece missing again.
-struct Job {
+pub(super) struct Job {
     dl: Arc<Download>,
     announce: Announce,
     peer: String,
@@ -54,72 +55,59 @@ struct Job {
 }
 
 impl Job {
-    /// Checks and writes the piece, then records what became of it (blocking).
-    fn run(&mut self, data: &[u8]) {
-        let (dl, piece) = (&self.dl, self.piece);
-        let checked = check_and_write(dl, piece, data);
-        self.settled = true;
-        match checked {
-            Checked::Corrupt => {
-                dl.picker.with(|p| p.failed(piece));
-                // Banned here, not only by the connection: a peer that hangs up right after a
-                // bad piece must not come back on the next refresh.
-                dl.ban(&self.peer, "sent a piece that failed SHA-1 verification");
-                self.bad_piece.cancel();
-            }
-            // Another copy won the race.
-            Checked::Duplicate => dl.picker.with(|p| p.release(piece)),
-            Checked::WriteFailed(e) => {
-                // The piece is missing again; a full disk makes the download wait, not fail.
-                dl.picker.with(|p| p.release(piece));
-                dl.disk_failure(e);
-            }
-            Checked::Written => {
-                if dl.picker.with(|p| p.complete(piece)) {
-                    // Our first piece makes us a source: tell the tracker now, not at the next
-                    // round.
-                    if dl.holding.add_piece(piece) == 1 {
-                        self.announce.now();
-                    }
-                    let len = data.len() as u64;
-                    dl.progress.with(|p| p.delivered(&self.peer, len));
-                    dl.piece_verified(len);
-                }
-            }
+    /// Checks the piece and hands it to be written with its neighbours (see `runs.rs`), which
+    /// settles it (blocking).
+    fn run(mut self, data: Bytes) {
+        let (dl, piece) = (Arc::clone(&self.dl), self.piece);
+        if hex::encode(Sha1::digest(&data)) != dl.record.meta.pieces[piece] {
+            self.settled = true;
+            dl.picker.with(|p| p.failed(piece));
+            // Banned here, not only by the connection: a peer that hangs up right after a bad
+            // piece must not come back on the next refresh.
+            dl.ban(&self.peer, "sent a piece that failed SHA-1 verification");
+            self.bad_piece.cancel();
+            return;
         }
+        if dl.picker.with(|p| p.is_done(piece)) {
+            return self.duplicate();
+        }
+        dl.runs.write(&dl.storage, piece, data, self);
+    }
+}
+
+impl Verified for Job {
+    fn written(mut self, result: std::io::Result<()>) {
+        self.settled = true;
+        let (dl, piece) = (&self.dl, self.piece);
+        if let Err(e) = result {
+            // The piece is missing again; a full disk makes the download wait, not fail.
+            dl.picker.with(|p| p.release(piece));
+            dl.disk_failure(e);
+            return;
+        }
+        if dl.picker.with(|p| p.complete(piece)) {
+            // Our first piece makes us a source: tell the tracker now, not at the next round.
+            if dl.holding.add_piece(piece) == 1 {
+                self.announce.now();
+            }
+            let len = dl.record.meta.piece_len(piece);
+            dl.progress.with(|p| p.delivered(&self.peer, len));
+            dl.piece_verified(len);
+        }
+    }
+
+    /// Another copy won the race.
+    fn duplicate(mut self) {
+        self.settled = true;
+        self.dl.picker.with(|p| p.release(self.piece));
     }
 }
 
 impl Drop for Job {
     fn drop(&mut self) {
         if !self.settled {
-            // The check never ran to its end: the piece is simply missing again.
+            // The check or the write never ran to its end: the piece is simply missing again.
             self.dl.picker.with(|p| p.failed(self.piece));
         }
-    }
-}
-
-/// What became of an arrived piece.
-enum Checked {
-    /// Its SHA-1 is not the piece's.
-    Corrupt,
-    /// Another copy of it was verified first; this one was not written.
-    Duplicate,
-    WriteFailed(std::io::Error),
-    Written,
-}
-
-/// Hashes piece `piece` and, when it is the piece and no other copy won, writes it (blocking).
-fn check_and_write(dl: &Download, piece: usize, data: &[u8]) -> Checked {
-    let expected = &dl.record.meta.pieces[piece];
-    if hex::encode(Sha1::digest(data)) != *expected {
-        return Checked::Corrupt;
-    }
-    if dl.picker.with(|p| p.is_done(piece)) {
-        return Checked::Duplicate;
-    }
-    match dl.storage.write_piece_blocking(piece, data) {
-        Ok(()) => Checked::Written,
-        Err(e) => Checked::WriteFailed(e),
     }
 }

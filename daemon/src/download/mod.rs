@@ -13,7 +13,9 @@
 //!   writes past the page cache.
 //!
 //! Lock order: a [`Download`]'s locks (`picker`, `progress`, `recheck`) are each taken alone,
-//! for the length of a closure, never two at once and never across an `.await`.
+//! for the length of a closure, never two at once and never across an `.await`; the one
+//! exception is `runs`, which asks the picker whether a piece is done while it holds its own
+//! lock (never the other way round).
 
 mod direct;
 mod error;

@@ -2,10 +2,16 @@
 //!
 //! Each write is a request to the disk (and, in a virtual machine, an exit to the hypervisor);
 //! one write of [`RUN`] pieces costs about what one of a single piece does. Pieces of one peer
-//! arrive one after another, a few milliseconds apart, so a verified piece waits up to [`WAIT`]
-//! for the ones after it: the first to arrive writes the run (it is the *writer*), the others
-//! join it and return at once. Every piece counts only once its run is written (the writer
-//! settles each one), so nothing is offered to peers or made durable before it is on disk.
+//! arrive one after another, a few milliseconds apart, so a verified piece waits, up to
+//! [`WAIT`], until [`RUN`] pieces wait: the first to arrive writes them all (it is the
+//! *writer*), each run of consecutive ones in one write; the others join and return at once.
+//! A download verifies only a few pieces at once, so pieces never wait for long, whether they
+//! come from one peer or from several (each its own run).
+//!
+//! Every piece counts only once it is written (the writer settles each one), so nothing is
+//! offered to peers or made durable before it is on disk. A second copy of a piece (the
+//! endgame asks several peers) is never written: a copy that arrives while one waits, is being
+//! written or was written is settled as a duplicate, all under one lock.
 
 use super::storage::Storage;
 use bytes::Bytes;
@@ -13,28 +19,32 @@ use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Most pieces written at once (2 MiB).
+/// Pieces written at once, at most (2 MiB); as many waiting make the writer write.
 pub const RUN: usize = 4;
-/// How long a verified piece waits for the pieces after it.
+/// How long a verified piece waits for others.
 pub const WAIT: Duration = Duration::from_millis(10);
 
 /// A verified piece waiting to be written, told what became of it.
 pub trait Verified: Send {
-    /// The piece's run was written (or failed to be).
+    /// Whether the piece is already verified and written (another copy won).
+    fn is_done(&self) -> bool;
+    /// The piece was written (or failed to be); a written piece is done when this returns.
     fn written(self, result: std::io::Result<()>);
-    /// Another copy of the piece was waiting already: this one is not written.
+    /// Another copy of the piece won: this one is not written.
     fn duplicate(self);
 }
 
 /// The pieces of one download waiting to be written.
 pub struct Runs<T> {
     state: Mutex<State<T>>,
-    /// Rung when a whole run is waiting (the writer need not wait longer).
-    run_ready: Condvar,
+    /// Rung when [`RUN`] pieces wait (the writer need not wait longer).
+    enough: Condvar,
 }
 
 struct State<T> {
     waiting: BTreeMap<usize, (Bytes, T)>,
+    /// The pieces the writer is writing (and settling) now.
+    in_write: Vec<usize>,
     /// Whether a thread is the writer now.
     writing: bool,
 }
@@ -44,9 +54,10 @@ impl<T: Verified> Default for Runs<T> {
         Self {
             state: Mutex::new(State {
                 waiting: BTreeMap::new(),
+                in_write: Vec::new(),
                 writing: false,
             }),
-            run_ready: Condvar::new(),
+            enough: Condvar::new(),
         }
     }
 }
@@ -61,15 +72,18 @@ impl<T: Verified> Runs<T> {
     /// writer, which waits for pieces and writes them until none is waiting.
     pub fn write(&self, storage: &Storage, piece: usize, data: Bytes, verified: T) {
         let mut state = self.lock();
-        if state.waiting.contains_key(&piece) {
+        if state.waiting.contains_key(&piece)
+            || state.in_write.contains(&piece)
+            || verified.is_done()
+        {
             drop(state);
             verified.duplicate();
             return;
         }
         state.waiting.insert(piece, (data, verified));
         if state.writing {
-            if first_run(&state.waiting).len() >= RUN {
-                self.run_ready.notify_one();
+            if state.waiting.len() >= RUN {
+                self.enough.notify_one();
             }
             return;
         }
@@ -81,40 +95,41 @@ impl<T: Verified> Runs<T> {
         self.write_waiting(storage, state, &mut writer);
     }
 
-    /// The writer's loop: waits for a run (or [`WAIT`]), writes it, and goes on while pieces
-    /// wait; gives the role back, under the lock, when none is left.
+    /// The writer's loop: waits until [`RUN`] pieces wait (or [`WAIT`] passed), writes them
+    /// all, and goes on while pieces wait; gives the role back, under the lock, when none is
+    /// left.
     fn write_waiting<'a>(
         &'a self,
         storage: &Storage,
         mut state: MutexGuard<'a, State<T>>,
         writer: &mut Writer<'_, T>,
     ) {
-        let mut deadline = Instant::now() + WAIT;
         loop {
+            let deadline = Instant::now() + WAIT;
             loop {
                 let now = Instant::now();
-                if first_run(&state.waiting).len() >= RUN || now >= deadline {
+                if state.waiting.len() >= RUN || now >= deadline {
                     break;
                 }
                 state = self
-                    .run_ready
+                    .enough
                     .wait_timeout(state, deadline - now)
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
             }
-            let run: Vec<(usize, (Bytes, T))> = first_run(&state.waiting)
-                .into_iter()
-                .filter_map(|p| state.waiting.remove(&p).map(|entry| (p, entry)))
-                .collect();
+            let pieces = std::mem::take(&mut state.waiting);
+            state.in_write = pieces.keys().copied().collect();
             drop(state);
-            write_run(storage, run);
+            for run in runs_of(pieces) {
+                write_run(storage, run);
+            }
             state = self.lock();
+            state.in_write.clear();
             if state.waiting.is_empty() {
                 state.writing = false;
                 writer.done = true;
                 return;
             }
-            deadline = Instant::now() + WAIT;
         }
     }
 }
@@ -129,21 +144,27 @@ struct Writer<'a, T: Verified> {
 impl<T: Verified> Drop for Writer<'_, T> {
     fn drop(&mut self) {
         if !self.done {
-            self.runs.lock().writing = false;
+            let mut state = self.runs.lock();
+            state.in_write.clear();
+            state.writing = false;
         }
     }
 }
 
-/// The lowest waiting piece and those right after it that wait too, at most [`RUN`].
-fn first_run<T>(waiting: &BTreeMap<usize, T>) -> Vec<usize> {
-    let mut run: Vec<usize> = Vec::with_capacity(RUN);
-    for &piece in waiting.keys().take(RUN) {
-        if run.last().is_some_and(|&last| last + 1 != piece) {
-            break;
+/// `pieces` cut into runs of consecutive pieces, at most [`RUN`] each, in order.
+fn runs_of<V>(pieces: BTreeMap<usize, V>) -> Vec<Vec<(usize, V)>> {
+    let mut runs: Vec<Vec<(usize, V)>> = Vec::new();
+    for (piece, value) in pieces {
+        match runs.last_mut() {
+            Some(run)
+                if run.len() < RUN && run.last().is_some_and(|(last, _)| last + 1 == piece) =>
+            {
+                run.push((piece, value));
+            }
+            _ => runs.push(vec![(piece, value)]),
         }
-        run.push(piece);
     }
-    run
+    runs
 }
 
 /// Writes `run` (consecutive pieces) in one write where it can, else piece by piece, and
@@ -178,6 +199,10 @@ mod tests {
     struct Piece(usize, Settled);
 
     impl Verified for Piece {
+        fn is_done(&self) -> bool {
+            let written = |(i, what): &(usize, &str)| *i == self.0 && *what == "written";
+            self.1.0.lock().unwrap().iter().any(written)
+        }
         fn written(self, result: std::io::Result<()>) {
             let what = if result.is_ok() { "written" } else { "failed" };
             self.1.0.lock().unwrap().push((self.0, what));
@@ -221,17 +246,16 @@ mod tests {
         assert!(!runs.lock().writing);
         let mut got = settled.0.lock().unwrap().clone();
         got.sort();
-        let mut written: Vec<usize> = got
+        let written: Vec<usize> = got
             .iter()
             .filter(|(_, what)| *what == "written")
             .map(|(i, _)| *i)
             .collect();
-        written.dedup();
+        // The second copy of piece 2 is settled as a duplicate, whenever it came: beside the
+        // first, while it was written, or after.
         assert_eq!(written, [0, 1, 2, 3, 5]);
-        // Each copy settled once: the second copy of piece 2 either waited beside the first (a
-        // duplicate) or came after it was written (written again, with the same bytes).
         assert_eq!(got.len(), 6);
-        assert_eq!(got.iter().filter(|(i, _)| *i == 2).count(), 2);
+        assert!(got.contains(&(2, "duplicate")));
         assert!(got.iter().all(|(_, what)| *what != "failed"));
         let back = std::fs::read(&path).unwrap();
         for i in [0usize, 1, 2, 3, 5] {
@@ -250,11 +274,19 @@ mod tests {
     }
 
     #[test]
-    fn a_run_is_the_lowest_waiting_piece_and_those_right_after_it() {
-        let waiting: BTreeMap<usize, ()> = [3, 4, 5, 7, 8].into_iter().map(|p| (p, ())).collect();
-        assert_eq!(first_run(&waiting), [3, 4, 5]);
-        let long: BTreeMap<usize, ()> = (10..20).map(|p| (p, ())).collect();
-        assert_eq!(first_run(&long), [10, 11, 12, 13]);
-        assert!(first_run(&BTreeMap::<usize, ()>::new()).is_empty());
+    fn waiting_pieces_are_cut_into_runs_of_consecutive_ones() {
+        let cut = |pieces: &[usize]| -> Vec<Vec<usize>> {
+            let map: BTreeMap<usize, ()> = pieces.iter().map(|&p| (p, ())).collect();
+            runs_of(map)
+                .into_iter()
+                .map(|run| run.into_iter().map(|(p, ())| p).collect())
+                .collect()
+        };
+        assert_eq!(
+            cut(&[3, 4, 5, 7, 8, 20]),
+            [vec![3, 4, 5], vec![7, 8], vec![20]]
+        );
+        assert_eq!(cut(&[10, 11, 12, 13, 14]), [vec![10, 11, 12, 13], vec![14]]);
+        assert!(cut(&[]).is_empty());
     }
 }

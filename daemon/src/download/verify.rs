@@ -68,14 +68,16 @@ impl Job {
             self.bad_piece.cancel();
             return;
         }
-        if dl.picker.with(|p| p.is_done(piece)) {
-            return self.duplicate();
-        }
+        // `write` settles a copy that lost the race as a duplicate.
         dl.runs.write(&dl.storage, piece, data, self);
     }
 }
 
 impl Verified for Job {
+    fn is_done(&self) -> bool {
+        self.dl.picker.with(|p| p.is_done(self.piece))
+    }
+
     fn written(mut self, result: std::io::Result<()>) {
         self.settled = true;
         let (dl, piece) = (&self.dl, self.piece);

@@ -102,15 +102,38 @@ impl PeerWireError {
     }
 }
 
+/// Where the bytes of a piece received in a PIECE frame start: at a multiple of this in
+/// memory (unless the whole frame arrived in one read with the frames before it), so that the
+/// receiver can hand them to the disk as they are.
+pub const PIECE_DATA_ALIGN: usize = 4096;
+
+/// Length, type and index of a PIECE frame, before the piece's bytes.
+const PIECE_HEADER: usize = 4 + 1 + 4;
+
+/// Room kept after a PIECE frame in its buffer, for the start of the frames that follow it.
+const PIECE_SLACK: usize = 16 * 1024;
+
+/// Buffers of earlier PIECE frames a codec keeps for the next ones: as many as a download
+/// verifies and writes at once.
+const MAX_SPARES: usize = 8;
+
 /// Encodes and decodes [`PeerFrame`]s.
 ///
 /// Only a PIECE frame's buffer is reserved whole once its header is seen (512 KiB arrive in a
 /// moment, and growing the buffer in steps would copy them again); any other frame grows the
-/// buffer only with the bytes that arrive. A serving connection, which never receives a piece,
-/// takes frames of at most a control frame's size ([`PeerCodec::serving`]).
+/// buffer only with the bytes that arrive. The buffer a piece arrives in is one an earlier
+/// piece left, once that piece has been dropped (a fresh 512 KiB allocation per piece costs
+/// page faults), and the piece's bytes start at [`PIECE_DATA_ALIGN`] in it. A serving
+/// connection, which never receives a piece, takes frames of at most a control frame's size
+/// ([`PeerCodec::serving`]).
 #[derive(Debug)]
 pub struct PeerCodec {
     max_frame: usize,
+    /// Buffers that held earlier PIECE frames; one is taken again once nothing else shares it.
+    spares: Vec<BytesMut>,
+    /// Where the buffer made for the last PIECE frame lies in memory: the read buffer is kept
+    /// as a spare only while it is still that one (not one the reader grew afresh).
+    piece_buffer: std::ops::Range<usize>,
 }
 
 impl Default for PeerCodec {
@@ -118,6 +141,8 @@ impl Default for PeerCodec {
     fn default() -> Self {
         Self {
             max_frame: MAX_PEER_FRAME,
+            spares: Vec::new(),
+            piece_buffer: 0..0,
         }
     }
 }
@@ -128,6 +153,38 @@ impl PeerCodec {
     pub fn serving() -> Self {
         Self {
             max_frame: MAX_CONTROL_PAYLOAD + 1,
+            ..Self::default()
+        }
+    }
+
+    /// Gives the PIECE frame of `frame_len` bytes whose start `src` holds (and nothing else)
+    /// a buffer with room for all of it, where the piece's bytes will start aligned: a spare
+    /// one if one is free, else a new one. The buffer `src` was in is kept as a spare.
+    fn make_room_for_piece(&mut self, src: &mut BytesMut, frame_len: usize) {
+        let data_at = src.as_ptr() as usize + PIECE_HEADER;
+        if src.capacity() >= frame_len && data_at.is_multiple_of(PIECE_DATA_ALIGN) {
+            return;
+        }
+        let need = PIECE_DATA_ALIGN + frame_len + PIECE_SLACK;
+        let free = self.spares.iter_mut().position(|b| {
+            b.clear();
+            b.try_reclaim(need)
+        });
+        let mut room = match free {
+            Some(i) => self.spares.swap_remove(i),
+            None => BytesMut::with_capacity(need),
+        };
+        let pad = (PIECE_DATA_ALIGN - (room.as_ptr() as usize + PIECE_HEADER) % PIECE_DATA_ALIGN)
+            % PIECE_DATA_ALIGN;
+        room.put_bytes(0, pad);
+        room.advance(pad);
+        room.extend_from_slice(src);
+        let start = room.as_ptr() as usize;
+        let was_piece_buffer = self.piece_buffer.contains(&(src.as_ptr() as usize));
+        self.piece_buffer = start..start + room.capacity();
+        let old = std::mem::replace(src, room);
+        if was_piece_buffer && self.spares.len() < MAX_SPARES {
+            self.spares.push(old);
         }
     }
 }
@@ -168,7 +225,7 @@ impl Decoder for PeerCodec {
         }
         if src.len() < 4 + len {
             if src.get(4) == Some(&T_PIECE) {
-                src.reserve(4 + len - src.len());
+                self.make_room_for_piece(src, 4 + len);
             }
             return Ok(None);
         }
@@ -405,6 +462,59 @@ mod tests {
         other.extend_from_slice(&[T_HELLO, b'{']);
         assert_eq!(codec.decode(&mut other).unwrap(), None);
         assert!(other.capacity() < 4096, "capacity {}", other.capacity());
+    }
+
+    /// The first `split` bytes of a PIECE frame of piece `index` filled with `fill`, and the rest.
+    fn piece_frame(index: u32, fill: u8, split: usize) -> (Vec<u8>, Vec<u8>) {
+        let mut raw = BytesMut::new();
+        PeerCodec::default()
+            .encode(
+                PeerFrame::Piece {
+                    index,
+                    data: Bytes::from(vec![fill; PIECE_SIZE as usize]),
+                },
+                &mut raw,
+            )
+            .unwrap();
+        let rest = raw.split_off(split);
+        (raw.to_vec(), rest.to_vec())
+    }
+
+    /// Feeds a PIECE frame in two parts, as reads deliver it, and returns its bytes.
+    fn receive_piece(codec: &mut PeerCodec, buf: &mut BytesMut, index: u32, fill: u8) -> Bytes {
+        let (head, rest) = piece_frame(index, fill, 3000);
+        buf.extend_from_slice(&head);
+        assert_eq!(codec.decode(buf).unwrap(), None);
+        buf.extend_from_slice(&rest);
+        match codec.decode(buf).unwrap() {
+            Some(PeerFrame::Piece { index: got, data }) => {
+                assert_eq!(got, index);
+                data
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn piece_bytes_land_aligned_in_a_buffer_used_again_once_the_piece_is_dropped() {
+        let mut codec = PeerCodec::default();
+        let mut buf = BytesMut::new();
+        let first = receive_piece(&mut codec, &mut buf, 1, 0xa1);
+        let at = first.as_ptr() as usize;
+        assert!(at.is_multiple_of(PIECE_DATA_ALIGN));
+        // Held: the next piece gets another buffer, and the first keeps its bytes.
+        let second = receive_piece(&mut codec, &mut buf, 2, 0xb2);
+        assert!((second.as_ptr() as usize).is_multiple_of(PIECE_DATA_ALIGN));
+        assert_ne!(second.as_ptr() as usize, at);
+        assert!(first.iter().all(|&b| b == 0xa1));
+        assert!(second.iter().all(|&b| b == 0xb2));
+        // Dropped: its buffer takes a later piece.
+        drop(first);
+        let third = receive_piece(&mut codec, &mut buf, 3, 0xc3);
+        assert_eq!(third.as_ptr() as usize, at);
+        assert!(third.iter().all(|&b| b == 0xc3));
+        assert!(second.iter().all(|&b| b == 0xb2));
+        assert!(codec.spares.len() <= MAX_SPARES);
     }
 
     #[test]

@@ -8,16 +8,22 @@
 //! - `finish.rs`: the end of a download: the move into place, the share;
 //! - `peer.rs`: one connection to one peer, as a struct with one method per event;
 //! - `verify.rs`: checking a piece and writing it, off the connection's task;
-//! - `picker.rs`, `storage.rs`: pure piece selection, and the part file.
+//! - `runs.rs`: writing verified pieces in runs of consecutive ones;
+//! - `picker.rs`, `storage.rs`, `direct.rs`: pure piece selection, the part file, and its
+//!   writes past the page cache.
 //!
 //! Lock order: a [`Download`]'s locks (`picker`, `progress`, `recheck`) are each taken alone,
-//! for the length of a closure, never two at once and never across an `.await`.
+//! for the length of a closure, never two at once and never across an `.await`; the one
+//! exception is `runs`, which asks the picker whether a piece is done while it holds its own
+//! lock (never the other way round).
 
+mod direct;
 mod error;
 mod finish;
 mod peer;
 pub mod picker;
 mod progress;
+mod runs;
 pub mod storage;
 mod task;
 mod verify;
@@ -53,9 +59,11 @@ pub struct Download {
     pub storage: Storage,
     pub progress: Locked<Progress>,
     pub cancel: CancellationToken,
-    /// Wakes the download task: a piece verified, a peer left, a failure.
+    /// Wakes the download task: the last piece verified, a failure, the disk full.
     pub events: Notify,
     pub verify_slots: Arc<Semaphore>,
+    /// Verified pieces waiting to be written with the ones after them.
+    runs: runs::Runs<verify::Job>,
     /// Pieces the stored bitmap claims but that must be re-hashed first (the part file changed).
     pub recheck: Locked<Option<Bitfield>>,
     /// Why the disk cannot take the download's bytes now (full, say): the task stops fetching
@@ -134,6 +142,7 @@ impl Download {
             cancel,
             events: Notify::new(),
             verify_slots: Arc::new(Semaphore::new(VERIFY_SLOTS)),
+            runs: runs::Runs::default(),
             recheck: Locked::new(recheck),
             disk_wait: Locked::new(disk_wait),
             record,
@@ -150,10 +159,13 @@ impl Download {
         self.progress.with(|p| p.ban(peer, reason));
     }
 
-    /// Records a verified piece of `bytes` bytes.
+    /// Records a verified piece of `bytes` bytes. Only the last one wakes the download task:
+    /// the others change nothing it acts on (it makes them durable on its flush tick).
     pub fn piece_verified(&self, bytes: u64) {
         self.progress.with(|p| p.piece_verified(bytes));
-        self.events.notify_one();
+        if self.picker.with(|p| p.is_complete()) {
+            self.events.notify_one();
+        }
     }
 
     /// A disk operation of the download failed: a full (or failing) disk makes it wait and

@@ -4,9 +4,11 @@
 //! so a name planted there, symlink or not, is never followed or truncated) and when a restart
 //! opens it again (`O_NOFOLLOW`, and only if it is the very file created, by device and inode as
 //! recorded in the database). Every write, check, sync and the final link then go through the
-//! one descriptor opened there: whatever is done to the name in between, the destination gets
-//! exactly the bytes that were verified. See "Files on disk" in docs/ARCHITECTURE.md.
+//! one descriptor opened there (or a second one opened from it, never from the name, for
+//! direct writes): whatever is done to the name in between, the destination gets exactly the
+//! bytes that were verified. See "Files on disk" in docs/ARCHITECTURE.md.
 
+use super::direct::DirectFile;
 use crate::state::PartFileId;
 use nix::errno::Errno;
 use p2p_proto::files::PIECE_SIZE;
@@ -51,6 +53,8 @@ pub fn part_path_for(dest: &Path) -> Result<PathBuf, String> {
 #[derive(Clone)]
 pub struct Storage {
     file: Arc<File>,
+    /// The same file opened for writes past the page cache, where the file system allows.
+    direct: Option<Arc<DirectFile>>,
     pub path: PathBuf,
     /// Device and inode of the part file, as recorded in the database.
     pub id: PartFileId,
@@ -161,6 +165,7 @@ impl Storage {
 
     fn new(file: File, path: &Path, meta: &std::fs::Metadata, size: u64) -> Self {
         Self {
+            direct: DirectFile::open(&file).map(Arc::new),
             file: Arc::new(file),
             path: path.to_path_buf(),
             id: PartFileId::of(meta),
@@ -209,11 +214,30 @@ impl Storage {
         Arc::clone(&self.file)
     }
 
-    /// Writes one verified piece (a blocking call: the caller is on the blocking pool).
+    /// Writes one verified piece (a blocking call: the caller is on the blocking pool): past
+    /// the page cache where it can (see `direct.rs`), else through it.
     pub fn write_piece_blocking(&self, index: usize, data: &[u8]) -> std::io::Result<()> {
-        self.file
-            .write_all_at(data, index as u64 * PIECE_SIZE)
-            .map_err(|e| annotate(e, "write", &self.path))
+        let offset = index as u64 * PIECE_SIZE;
+        let annotated = |e| annotate(e, "write", &self.path);
+        if let Some(direct) = &self.direct
+            && direct.write(data, offset).map_err(annotated)?
+        {
+            return Ok(());
+        }
+        self.file.write_all_at(data, offset).map_err(annotated)
+    }
+
+    /// Writes whole pieces `first`, `first + 1`, … in one write if it can (past the page
+    /// cache, see `direct.rs`): `Ok(false)` when it did not, and the caller writes them one by
+    /// one. Blocking.
+    pub fn write_run_blocking(&self, first: usize, run: &[&[u8]]) -> std::io::Result<bool> {
+        let full = run.iter().all(|piece| piece.len() as u64 == PIECE_SIZE);
+        match &self.direct {
+            Some(direct) if full => direct
+                .write_run(run, first as u64 * PIECE_SIZE)
+                .map_err(|e| annotate(e, "write", &self.path)),
+            _ => Ok(false),
+        }
     }
 
     /// Flushes written pieces to the disk and returns the part file's size and mtime after the

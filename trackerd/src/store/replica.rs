@@ -93,20 +93,33 @@ impl Store {
 
     /// Applies a record received from the primary, in one transaction. It must be the next one.
     pub fn apply_replicated(&self, record: &LogRecord) -> Result<(), StoreError> {
+        self.apply_replicated_batch(std::slice::from_ref(record))
+    }
+
+    /// Applies records received from the primary, in order, in one transaction (one commit for
+    /// all of them). Each must follow the one before it, the first our last.
+    pub fn apply_replicated_batch(&self, records: &[LogRecord]) -> Result<(), StoreError> {
+        let Some(newest) = records.last() else {
+            return Ok(());
+        };
         let txn = self.begin_write()?;
         self.writing(|| {
             let mut meta = txn.open_table(META).map_err(db_err)?;
-            let last = meta_value(&meta, LAST_SEQ)?;
-            if last.checked_add(1) != Some(record.seq) {
-                return Err(corrupt(
-                    "log",
-                    format!("replicated record {} does not follow {last}", record.seq),
-                ));
+            let mut tables = open_tables(&txn)?;
+            for record in records {
+                let last = meta_value(&meta, LAST_SEQ)?;
+                if last.checked_add(1) != Some(record.seq) {
+                    return Err(corrupt(
+                        "log",
+                        format!("replicated record {} does not follow {last}", record.seq),
+                    ));
+                }
+                append(&txn, &mut tables, &mut meta, record, &self.keep)?;
             }
-            append(&txn, &mut open_tables(&txn)?, &mut meta, record, &self.keep)
+            Ok(())
         })?;
         self.commit(txn)?;
-        self.last_seq.send_replace(record.seq);
+        self.last_seq.send_replace(newest.seq);
         Ok(())
     }
 }

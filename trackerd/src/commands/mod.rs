@@ -446,3 +446,54 @@ fn validate_port(port: u16) -> Result<(), ErrorReply> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tracking_tests {
+    use super::*;
+
+    fn created(user: &str) -> Decision {
+        Decision {
+            entries: vec![LogEntry::UserCreated {
+                user: user.into(),
+                password_hash: "h".into(),
+            }],
+            reply: TrackerReply::Done,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_learns_the_log_position_its_writes_rest_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let ctx = Ctx::new(store, 1, 1, Policy::default());
+        // Outside a request nothing is noted (and nothing fails).
+        assert_eq!(
+            ctx.write("r1", |_| Ok(created("a"))).await,
+            Ok(TrackerReply::Done)
+        );
+        assert_eq!(
+            ctx.write("r2", |_| Ok(created("b"))).await,
+            Ok(TrackerReply::Done)
+        );
+        let (reply, seq) = tracking_writes(ctx.write("r3", |_| Ok(created("c")))).await;
+        assert_eq!((reply, seq), (Ok(TrackerReply::Done), 3));
+        // A retry rests on the original's record, not on the newest one.
+        let (reply, seq) = tracking_writes(ctx.write("r1", |_| Ok(created("x")))).await;
+        assert_eq!((reply, seq), (Ok(TrackerReply::Done), 1));
+        // A refused write rests on the state it was refused on; a request that writes
+        // nothing on nothing.
+        let (reply, seq) =
+            tracking_writes(ctx.write("r4", |_| Err(ErrorReply::invalid("no")))).await;
+        assert!(reply.is_err());
+        assert_eq!(seq, 3);
+        let (_, seq) = tracking_writes(async { Ok::<_, ErrorReply>(()) }).await;
+        assert_eq!(seq, 0);
+        // Several writes of one request: the newest.
+        let (_, seq) = tracking_writes(async {
+            let _ = ctx.write("r5", |_| Ok(created("e"))).await;
+            ctx.write("r2", |_| Ok(created("y"))).await
+        })
+        .await;
+        assert_eq!(seq, 4);
+    }
+}

@@ -235,3 +235,248 @@ fn replay(
         })?;
     Ok(Some((seq, record.reply)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::USERS;
+    use super::*;
+    use crate::log::LogEntry;
+    use p2p_proto::ErrorKind;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn created(user: &str) -> Decision {
+        Decision {
+            entries: vec![LogEntry::UserCreated {
+                user: user.into(),
+                password_hash: "h".into(),
+            }],
+            reply: TrackerReply::User { user: user.into() },
+        }
+    }
+
+    /// A request creating `user`, answered with its name.
+    fn create(id: &str, user: &str) -> Request<'static> {
+        let user = user.to_string();
+        Request {
+            request_id: id.into(),
+            decide: Box::new(move |_| Ok(created(&user))),
+        }
+    }
+
+    fn refused(id: &str) -> Request<'static> {
+        Request {
+            request_id: id.into(),
+            decide: Box::new(|_| Err(ErrorReply::invalid("no such thing"))),
+        }
+    }
+
+    fn user_reply(user: &str) -> Result<TrackerReply, ErrorReply> {
+        Ok(TrackerReply::User { user: user.into() })
+    }
+
+    /// The request ids of the log's records, in order.
+    fn logged_ids(store: &Store) -> Vec<String> {
+        store
+            .records_from(1, 1000, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|r| serde_json::from_value::<LogRecord>(r).unwrap().request_id)
+            .collect()
+    }
+
+    fn has_user(store: &Store, user: &str) -> bool {
+        store.read(|t| Ok(t.user(user)?)).unwrap().is_some()
+    }
+
+    #[test]
+    fn each_request_of_a_batch_is_its_own_record_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let batch = vec![create("r1", "a"), create("r2", "b"), create("r3", "c")];
+        let written = store.write_batch(batch);
+        let seqs: Vec<u64> = written.iter().map(|w| w.seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        let replies: Vec<_> = written.into_iter().map(|w| w.result).collect();
+        assert_eq!(replies, [user_reply("a"), user_reply("b"), user_reply("c")]);
+        assert_eq!(logged_ids(&store), ["r1", "r2", "r3"]);
+        assert_eq!(*store.subscribe().borrow(), 3);
+        // Each decided on the state the ones before it left.
+        let seen = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = std::sync::Arc::clone(&seen);
+        let count_users = Request {
+            request_id: "r5".into(),
+            decide: Box::new(move |t| {
+                let n = ["a", "b", "c", "d"]
+                    .iter()
+                    .filter(|u| t.user(u).unwrap().is_some())
+                    .count();
+                counted.store(n, Ordering::Relaxed);
+                Ok(created("e"))
+            }),
+        };
+        store.write_batch(vec![create("r4", "d"), count_users]);
+        assert_eq!(seen.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn a_request_id_met_earlier_in_its_batch_or_before_is_answered_from_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let decided = std::sync::Arc::new(AtomicUsize::new(0));
+        let counting = |id: &str, user: &str| {
+            let (decided, user) = (std::sync::Arc::clone(&decided), user.to_string());
+            Request {
+                request_id: id.into(),
+                decide: Box::new(move |_| {
+                    decided.fetch_add(1, Ordering::Relaxed);
+                    Ok(created(&user))
+                }),
+            }
+        };
+        // A retry queued behind the original, in the same batch: "b" is never created.
+        let written = store.write_batch(vec![
+            counting("r1", "a"),
+            counting("r2", "x"),
+            counting("r1", "b"),
+        ]);
+        assert_eq!(
+            decided.load(Ordering::Relaxed),
+            2,
+            "the retry is not decided"
+        );
+        assert_eq!(written[2].result, user_reply("a"), "the original's reply");
+        assert_eq!(written[2].seq, 1, "and its record");
+        assert!(!has_user(&store, "b"));
+        // And in a later batch.
+        let written = store.write_batch(vec![counting("r2", "y"), counting("r3", "c")]);
+        assert_eq!(
+            written,
+            [
+                Written {
+                    result: user_reply("x"),
+                    seq: 2
+                },
+                Written {
+                    result: user_reply("c"),
+                    seq: 3
+                }
+            ]
+        );
+        assert_eq!(logged_ids(&store), ["r1", "r2", "r3"]);
+        assert!(!has_user(&store, "y"));
+    }
+
+    #[test]
+    fn a_failing_decide_in_the_middle_of_a_batch_writes_nothing_and_spares_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let panics = Request {
+            request_id: "r4".into(),
+            decide: Box::new(|_| panic!("a bug in one command")),
+        };
+        let empty = Request {
+            request_id: "r5".into(),
+            decide: Box::new(|_| {
+                Ok(Decision {
+                    entries: Vec::new(),
+                    reply: TrackerReply::Done,
+                })
+            }),
+        };
+        let written = store.write_batch(vec![
+            create("r1", "a"),
+            refused("r2"),
+            create("r3", "c"),
+            panics,
+            empty,
+            create("r6", "f"),
+        ]);
+        let kinds: Vec<_> = written
+            .iter()
+            .map(|w| w.result.as_ref().map_err(|e| e.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                Ok(&TrackerReply::User { user: "a".into() }),
+                Err(ErrorKind::InvalidArgument),
+                Ok(&TrackerReply::User { user: "c".into() }),
+                Err(ErrorKind::Internal),
+                Ok(&TrackerReply::Done),
+                Ok(&TrackerReply::User { user: "f".into() }),
+            ]
+        );
+        // The refused ones rest on the state they were decided on; records are numbered
+        // without gaps.
+        let seqs: Vec<u64> = written.iter().map(|w| w.seq).collect();
+        assert_eq!(seqs, [1, 1, 2, 2, 2, 3]);
+        assert_eq!(logged_ids(&store), ["r1", "r3", "r6"]);
+        // Nothing remembers the refused request ids: a retry is decided again.
+        let written = store.write_batch(vec![create("r2", "b")]);
+        assert_eq!(written[0].result, user_reply("b"));
+        assert_eq!(written[0].seq, 4);
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_applied_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // A damaged user row: a group it creates is put, then its owner cannot be updated.
+        let txn = store.begin_write().unwrap();
+        txn.open_table(USERS)
+            .unwrap()
+            .insert("broken", b"not json".as_slice())
+            .unwrap();
+        store.commit(txn).unwrap();
+        let group = Request {
+            request_id: "r2".into(),
+            decide: Box::new(|_| {
+                Ok(Decision {
+                    entries: vec![LogEntry::GroupCreated {
+                        group: "g".into(),
+                        owner: "broken".into(),
+                        id: Some(crate::records::new_group_id()),
+                    }],
+                    reply: TrackerReply::Done,
+                })
+            }),
+        };
+        let written = store.write_batch(vec![create("r1", "a"), group, create("r3", "c")]);
+        assert_eq!(written[0].result, user_reply("a"));
+        assert_eq!(
+            written[1].result.as_ref().map_err(|e| e.kind),
+            Err(ErrorKind::Internal)
+        );
+        assert_eq!(written[2].result, user_reply("c"));
+        assert_eq!((written[0].seq, written[2].seq), (1, 2));
+        assert!(has_user(&store, "a") && has_user(&store, "c"));
+        assert!(
+            store.read(|t| Ok(t.group("g")?)).unwrap().is_none(),
+            "its half-applied record was rolled back"
+        );
+        assert_eq!(logged_ids(&store), ["r1", "r3"]);
+        assert_eq!(store.last_seq().unwrap(), 2);
+        assert!(
+            store.fault().is_none(),
+            "a damaged row is not a storage fault"
+        );
+    }
+
+    #[test]
+    fn a_storage_fault_fails_every_request_of_the_batch_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.write_batch(vec![create("r1", "a")]);
+        store.mark_faulted(&StoreError::Faulted("disk full".into()));
+        let written = store.write_batch(vec![create("r2", "b"), refused("r3"), create("r1", "x")]);
+        assert_eq!(written.len(), 3);
+        for w in &written {
+            assert_eq!(w, &written[0], "the same error for each");
+            assert_eq!(w.seq, 0);
+        }
+        let e = written[0].result.as_ref().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unavailable);
+        assert!(e.message.contains("disk full"), "{e}");
+        assert_eq!(store.last_seq().unwrap(), 1);
+    }
+}

@@ -123,3 +123,55 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Decision, Request};
+    use super::*;
+    use crate::log::LogEntry;
+    use p2p_proto::tracker::TrackerReply;
+
+    fn records(store: &Store) -> Vec<LogRecord> {
+        store
+            .records_from(1, 1000, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|r| serde_json::from_value(r).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn records_are_applied_in_one_batch_or_not_at_all() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (primary, standby) = (
+            Store::open(a.path()).unwrap(),
+            Store::open(b.path()).unwrap(),
+        );
+        let requests = (0..5)
+            .map(|i| Request {
+                request_id: format!("r{i}"),
+                decide: Box::new(move |_| {
+                    Ok(Decision {
+                        entries: vec![LogEntry::UserCreated {
+                            user: format!("u{i}"),
+                            password_hash: "h".into(),
+                        }],
+                        reply: TrackerReply::Done,
+                    })
+                }),
+            })
+            .collect();
+        primary.write_batch(requests);
+        let log = records(&primary);
+        standby.apply_replicated_batch(&log[..3]).unwrap();
+        assert_eq!(standby.last_seq().unwrap(), 3);
+        // A gap in the middle: nothing of the batch is applied.
+        let gapped = [log[3].clone(), log[3].clone()];
+        assert!(standby.apply_replicated_batch(&gapped).is_err());
+        assert_eq!(standby.last_seq().unwrap(), 3);
+        assert!(standby.read(|t| Ok(t.user("u3")?)).unwrap().is_none());
+        standby.apply_replicated_batch(&log[3..]).unwrap();
+        assert_eq!(records(&standby), log);
+        assert_eq!(*standby.subscribe().borrow(), 5);
+    }
+}

@@ -19,10 +19,13 @@ pub const MAX_BATCH: usize = 256;
 /// Requests that may wait for the writer; more wait to queue (backpressure).
 const QUEUE: usize = 4 * MAX_BATCH;
 
+/// A request's decision, sent to the writer thread.
+type QueuedDecide = Box<dyn FnOnce(&Tables<'_>) -> Result<Decision, ErrorReply> + Send>;
+
 /// A request's write, waiting for the writer.
 pub(super) struct Job {
     request_id: String,
-    decide: Box<dyn FnOnce(&Tables<'_>) -> Result<Decision, ErrorReply> + Send>,
+    decide: QueuedDecide,
     done: oneshot::Sender<Written>,
 }
 
@@ -113,9 +116,128 @@ fn run(store: &Weak<Store>, mut jobs: mpsc::Receiver<Job>) {
                 vec![Written::failed(e); count]
             });
         store.counted_batch(count);
+        // Not held while the requests are answered: the store may be dropped after that.
+        drop(store);
         for (done, written) in waiting.into_iter().zip(written) {
             // A request that gave up waiting no longer listens.
             let _ = done.send(written);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{LogEntry, LogRecord};
+    use p2p_proto::tracker::TrackerReply;
+    use std::collections::BTreeMap;
+    use std::time::{Duration, Instant};
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    fn created(user: &str) -> Decision {
+        Decision {
+            entries: vec![LogEntry::UserCreated {
+                user: user.into(),
+                password_hash: "h".into(),
+            }],
+            reply: TrackerReply::User { user: user.into() },
+        }
+    }
+
+    /// Polls `ok` until it holds, failing the test after [`DEADLINE`].
+    async fn poll_until(what: &str, ok: impl Fn() -> bool) {
+        let deadline = Instant::now() + DEADLINE;
+        while !ok() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_one_commit_and_each_get_their_own_reply_and_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        // The first write holds the writer inside its decide until released, so the next ones
+        // queue up behind it.
+        let (started_tx, started) = std::sync::mpsc::channel::<()>();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let first = {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .submit("first", move |_| {
+                        let _ = started_tx.send(());
+                        held.recv_timeout(DEADLINE).expect("released");
+                        Ok(created("first"))
+                    })
+                    .await
+            })
+        };
+        tokio::task::spawn_blocking(move || started.recv_timeout(DEADLINE))
+            .await
+            .unwrap()
+            .expect("the first write is being decided");
+        const N: usize = 40;
+        let mut writes = Vec::new();
+        for i in 0..N {
+            let store = Arc::clone(&store);
+            let user = format!("u{i}");
+            writes.push(tokio::spawn(async move {
+                let id = format!("id{i}");
+                let w = store.submit(&id, move |_| Ok(created(&user))).await;
+                (id, w)
+            }));
+        }
+        // A retry of one of them, queued with the original: answered from its record.
+        let retry = {
+            let store = Arc::clone(&store);
+            poll_until("the writes to queue", || store.queued() == N).await;
+            tokio::spawn(async move { store.submit("id7", |_| Ok(created("never"))).await })
+        };
+        poll_until("the retry to queue", || store.queued() == N + 1).await;
+        release.send(()).unwrap();
+        assert_eq!(first.await.unwrap().seq, 1);
+        let mut seq_of = BTreeMap::new();
+        for (i, write) in writes.into_iter().enumerate() {
+            let (id, w) = write.await.unwrap();
+            let user = format!("u{i}");
+            assert_eq!(w.result, Ok(TrackerReply::User { user }), "{id}");
+            seq_of.insert(w.seq, id);
+        }
+        let seqs: Vec<u64> = seq_of.keys().copied().collect();
+        assert_eq!(seqs, (2..=N as u64 + 1).collect::<Vec<_>>(), "one seq each");
+        let retried = retry.await.unwrap();
+        assert_eq!(retried.result, Ok(TrackerReply::User { user: "u7".into() }));
+        assert_eq!(seq_of.get(&retried.seq).map(String::as_str), Some("id7"));
+        // Two commits: the first write alone, then everything that queued behind it.
+        assert_eq!(store.batch_counts(), (2, N as u64 + 2));
+        // The log holds each record under its own seq, in the order of application.
+        let log: Vec<LogRecord> = store
+            .records_from(1, 1000, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|r| serde_json::from_value(r).unwrap())
+            .collect();
+        assert_eq!(log.len(), N + 1);
+        for record in &log[1..] {
+            assert_eq!(seq_of.get(&record.seq), Some(&record.request_id));
+        }
+        assert!(
+            store.read(|t| Ok(t.user("never")?)).unwrap().is_none(),
+            "the retry was not applied"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_writer_ends_with_its_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let w = store.submit("r1", |_| Ok(created("a"))).await;
+        assert_eq!(w.seq, 1);
+        drop(store);
+        // The database file is free again: the writer held no handle on it.
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        assert_eq!(store.last_seq().unwrap(), 1);
     }
 }

@@ -10,9 +10,9 @@
 //! failure anywhere, or a failed commit, fails every request of the batch with the same error
 //! and faults the store, as a single write does.
 
+use super::apply::LogTables;
 use super::{
-    Decision, EPOCH, LAST_SEQ, LOG, META, REQUEST_IDS, Store, StoreError, Tables, append, db_err,
-    meta_value, open_tables,
+    Decision, EPOCH, LAST_SEQ, Store, StoreError, Tables, append, db_err, meta_value, open_tables,
 };
 use crate::log::LogRecord;
 use p2p_proto::ErrorReply;
@@ -108,12 +108,44 @@ impl Store {
     }
 
     fn try_batch(&self, requests: Vec<Request<'_>>) -> Result<Vec<Written>, StoreError> {
-        let mut txn = self.begin_write()?;
         let mut written = Vec::with_capacity(requests.len());
-        // This batch's records in `txn`, to apply again if it has to be started over.
+        // This batch's records, to apply again if the transaction has to be started over.
         let mut records: Vec<LogRecord> = Vec::new();
+        let mut requests = requests.into_iter();
+        loop {
+            let txn = self.begin_write()?;
+            let done = {
+                let mut open = Open::new(&txn)?;
+                for record in &records {
+                    // They applied before on the same state; applying is deterministic.
+                    append(&mut open.state, &mut open.log, record, &self.keep)?;
+                }
+                self.run(&mut open, &mut requests, &mut written, &mut records)?
+            };
+            if done {
+                let last = records.last().map(|r| r.seq);
+                self.commit(txn)?;
+                if let Some(seq) = last {
+                    self.advance_last_seq(seq);
+                }
+                return Ok(written);
+            }
+            // A record could not be applied and part of it may be in `txn`: dropping the
+            // transaction rolls it back, and the batch starts over without it.
+        }
+    }
+
+    /// Runs `requests` in the open transaction until they are all done (`true`) or one left
+    /// the transaction broken (`false`: it failed, and the others go on in a new one).
+    fn run<'a>(
+        &self,
+        open: &mut Open<'_>,
+        requests: &mut impl Iterator<Item = Request<'a>>,
+        written: &mut Vec<Written>,
+        records: &mut Vec<LogRecord>,
+    ) -> Result<bool, StoreError> {
         for request in requests {
-            match self.one(&txn, request) {
+            match self.one(open, request) {
                 Ok(Step::Answered(w)) => written.push(w),
                 Ok(Step::Appended(record)) => {
                     written.push(Written {
@@ -130,38 +162,28 @@ impl Store {
                         "a write could not be applied; the others of its batch go on without it"
                     );
                     written.push(Written::failed(e.into()));
-                    // Dropping the transaction rolls it back.
-                    drop(txn);
-                    txn = self.begin_write()?;
-                    self.reapply(&txn, &records)?;
+                    return Ok(false);
                 }
             }
         }
-        let last = records.last().map(|r| r.seq);
-        self.commit(txn)?;
-        if let Some(seq) = last {
-            self.advance_last_seq(seq);
-        }
-        Ok(written)
+        Ok(true)
     }
 
     /// One request inside the batch's transaction.
-    fn one(&self, txn: &WriteTransaction, request: Request<'_>) -> Result<Step, Failure> {
-        if let Some((seq, reply)) = replay(txn, &request.request_id).map_err(Failure::reading)? {
+    fn one(&self, open: &mut Open<'_>, request: Request<'_>) -> Result<Step, Failure> {
+        if let Some((seq, reply)) =
+            replay(&open.log, &request.request_id).map_err(Failure::reading)?
+        {
             return Ok(Step::Answered(Written {
                 result: Ok(reply),
                 seq,
             }));
         }
-        let mut tables = open_tables(txn).map_err(Failure::reading)?;
-        let mut meta = txn
-            .open_table(META)
-            .map_err(db_err)
-            .map_err(Failure::reading)?;
-        let last = meta_value(&meta, LAST_SEQ).map_err(Failure::reading)?;
+        let last = meta_value(&open.log.meta, LAST_SEQ).map_err(Failure::reading)?;
         let decide = request.decide;
+        let state = &open.state;
         // A request that panics fails alone; `decide` only reads, so nothing is half done.
-        let decided = catch_unwind(AssertUnwindSafe(|| decide(&tables))).unwrap_or_else(|_| {
+        let decided = catch_unwind(AssertUnwindSafe(|| decide(state))).unwrap_or_else(|_| {
             Err(ErrorReply::internal(
                 "the tracker failed while deciding the request",
             ))
@@ -177,7 +199,7 @@ impl Store {
                 "the log's sequence numbers are used up",
             )));
         };
-        let epoch = meta_value(&meta, EPOCH).map_err(Failure::reading)?;
+        let epoch = meta_value(&open.log.meta, EPOCH).map_err(Failure::reading)?;
         let record = LogRecord {
             seq,
             epoch,
@@ -185,20 +207,8 @@ impl Store {
             entries: decision.entries,
             reply: decision.reply,
         };
-        append(txn, &mut tables, &mut meta, &record, &self.keep).map_err(Failure::writing)?;
+        append(&mut open.state, &mut open.log, &record, &self.keep).map_err(Failure::writing)?;
         Ok(Step::Appended(record))
-    }
-
-    /// Applies `records` again in a new transaction (the batch is started over without a
-    /// record that could not be applied). They applied before on the same state, and applying
-    /// is deterministic.
-    fn reapply(&self, txn: &WriteTransaction, records: &[LogRecord]) -> Result<(), StoreError> {
-        let mut tables = open_tables(txn)?;
-        let mut meta = txn.open_table(META).map_err(db_err)?;
-        for record in records {
-            append(txn, &mut tables, &mut meta, record, &self.keep)?;
-        }
-        Ok(())
     }
 
     /// Moves the last applied sequence number forward (never back: commits of this side are
@@ -217,15 +227,13 @@ impl Store {
 /// The record that answered `request_id` (its seq and reply), if it was applied before and
 /// its record is still in the log's tail; this transaction's own records count.
 fn replay(
-    txn: &WriteTransaction,
+    log: &LogTables<'_>,
     request_id: &str,
 ) -> Result<Option<(u64, TrackerReply)>, StoreError> {
-    let ids = txn.open_table(REQUEST_IDS).map_err(db_err)?;
-    let Some(seq) = ids.get(request_id).map_err(db_err)?.map(|g| g.value()) else {
+    let Some(seq) = log.ids.get(request_id).map_err(db_err)?.map(|g| g.value()) else {
         return Ok(None);
     };
-    let log = txn.open_table(LOG).map_err(db_err)?;
-    let Some(raw) = log.get(seq).map_err(db_err)? else {
+    let Some(raw) = log.log.get(seq).map_err(db_err)? else {
         return Ok(None);
     };
     let record: LogRecord =
@@ -234,6 +242,21 @@ fn replay(
             reason: e.to_string(),
         })?;
     Ok(Some((seq, record.reply)))
+}
+
+/// The tables a batch works on, open once for all its requests.
+struct Open<'txn> {
+    state: Tables<'txn>,
+    log: LogTables<'txn>,
+}
+
+impl<'txn> Open<'txn> {
+    fn new(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Self {
+            state: open_tables(txn)?,
+            log: LogTables::open(txn)?,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! a sequence number, and applying a record received from the primary. (Snapshots, for a
 //! standby too far behind or diverged, are in `snapshot`.)
 
+use super::apply::LogTables;
 use super::{
     EPOCH, LAST_EPOCH, LAST_SEQ, LEADER, LOG, META, Store, StoreError, append, db_err, meta_value,
     open_tables,
@@ -104,17 +105,17 @@ impl Store {
         };
         let txn = self.begin_write()?;
         self.writing(|| {
-            let mut meta = txn.open_table(META).map_err(db_err)?;
+            let mut log = LogTables::open(&txn)?;
             let mut tables = open_tables(&txn)?;
             for record in records {
-                let last = meta_value(&meta, LAST_SEQ)?;
+                let last = meta_value(&log.meta, LAST_SEQ)?;
                 if last.checked_add(1) != Some(record.seq) {
                     return Err(corrupt(
                         "log",
                         format!("replicated record {} does not follow {last}", record.seq),
                     ));
                 }
-                append(&txn, &mut tables, &mut meta, record, &self.keep)?;
+                append(&mut tables, &mut log, record, &self.keep)?;
             }
             Ok(())
         })?;

@@ -244,6 +244,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MessageStream<S> {
         self.framed.send(body).await
     }
 
+    /// Queues one message without flushing it, so that several go out in one write (see
+    /// [`flush`](Self::flush)); a full buffer is written out on the way.
+    pub async fn feed<T: Message>(&mut self, msg: &T) -> Result<(), FrameError> {
+        let body = encode(msg)?;
+        self.framed.feed(body).await
+    }
+
+    /// Writes out the messages queued with [`feed`](Self::feed).
+    pub async fn flush(&mut self) -> Result<(), FrameError> {
+        self.framed.flush().await
+    }
+
     /// The underlying connection.
     pub fn get_ref(&self) -> &S {
         self.framed.get_ref()

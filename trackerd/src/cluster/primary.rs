@@ -4,7 +4,7 @@
 
 use super::Cluster;
 use super::counters::Counters;
-use super::link::{Link, recv, send};
+use super::link::{Link, recv, send, send_all};
 use crate::store::{RECORDS_READ_BYTES, SNAPSHOT_CHUNK_BYTES};
 use p2p_proto::cluster::{ClusterMsg, Position, SnapshotRow};
 use p2p_proto::{FrameError, cluster::ClusterFrame};
@@ -104,12 +104,12 @@ async fn stream(
             if records.is_empty() {
                 return Err(format!("log has no record {next}"));
             }
-            for record in records {
-                send(link, ClusterMsg::Record { record })
-                    .await
-                    .map_err(|e| e.to_string())?;
-                next += 1;
-            }
+            // In one write: a batch committed together reaches the standby together, and it
+            // applies it in one transaction.
+            next += records.len() as u64;
+            send_all(link, records.into_iter().map(|record| ClusterMsg::Record { record }))
+                .await
+                .map_err(|e| e.to_string())?;
             continue;
         }
         tokio::select! {

@@ -321,6 +321,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn fed_messages_go_out_together_on_flush_in_order() {
+        let (a, b) = tokio::io::duplex(4096);
+        let mut a = MessageStream::new(a, 1024);
+        let mut b = MessageStream::new(b, 1024);
+        for text in ["one", "two", "three"] {
+            a.feed(&ping(text)).await.unwrap();
+        }
+        a.flush().await.unwrap();
+        drop(a);
+        for text in ["one", "two", "three"] {
+            assert_eq!(b.recv::<Ping>().await.unwrap(), Some(ping(text)));
+        }
+        assert!(b.recv::<Ping>().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
     async fn truncated_body_is_an_error() {
         let mut raw = frame(br#"{"v":3,"text":"hello"}"#);
         raw.truncate(raw.len() - 3);

@@ -114,9 +114,14 @@ async fn stream(
             // In one write: a batch committed together reaches the standby together, and it
             // applies it in one transaction.
             next += records.len() as u64;
-            send_all(link, records.into_iter().map(|record| ClusterMsg::Record { record }))
-                .await
-                .map_err(|e| e.to_string())?;
+            send_all(
+                link,
+                records
+                    .into_iter()
+                    .map(|record| ClusterMsg::Record { record }),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             continue;
         }
         tokio::select! {

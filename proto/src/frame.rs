@@ -244,6 +244,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> MessageStream<S> {
         self.framed.send(body).await
     }
 
+    /// Queues one message without flushing it, so that several go out in one write (see
+    /// [`flush`](Self::flush)); a full buffer is written out on the way.
+    pub async fn feed<T: Message>(&mut self, msg: &T) -> Result<(), FrameError> {
+        let body = encode(msg)?;
+        self.framed.feed(body).await
+    }
+
+    /// Writes out the messages queued with [`feed`](Self::feed).
+    pub async fn flush(&mut self) -> Result<(), FrameError> {
+        self.framed.flush().await
+    }
+
     /// The underlying connection.
     pub fn get_ref(&self) -> &S {
         self.framed.get_ref()
@@ -306,6 +318,22 @@ mod tests {
         assert_eq!(b.recv::<Ping>().await.unwrap(), Some(ping("hello")));
         drop(a);
         assert!(b.recv::<Ping>().await.unwrap().is_none(), "clean close");
+    }
+
+    #[tokio::test]
+    async fn fed_messages_go_out_together_on_flush_in_order() {
+        let (a, b) = tokio::io::duplex(4096);
+        let mut a = MessageStream::new(a, 1024);
+        let mut b = MessageStream::new(b, 1024);
+        for text in ["one", "two", "three"] {
+            a.feed(&ping(text)).await.unwrap();
+        }
+        a.flush().await.unwrap();
+        drop(a);
+        for text in ["one", "two", "three"] {
+            assert_eq!(b.recv::<Ping>().await.unwrap(), Some(ping(text)));
+        }
+        assert!(b.recv::<Ping>().await.unwrap().is_none());
     }
 
     #[tokio::test]

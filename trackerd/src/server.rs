@@ -357,12 +357,10 @@ async fn answer(
 ) -> Result<TrackerReply, ErrorReply> {
     // Pings too: a standby redirects them, so a client's liveness check finds the primary.
     cluster.gate().await?;
-    let before = *ctx.store.subscribe().borrow();
-    let reply = dispatch(ctx, origin, request).await;
     // Any request may write (a login, but also a session bound or touched on the way).
-    let after = *ctx.store.subscribe().borrow();
-    if after != before {
-        cluster.replicated(after).await?;
+    let (reply, written) = crate::commands::tracking_writes(dispatch(ctx, origin, request)).await;
+    if written > 0 {
+        cluster.replicated(written).await?;
     }
     reply
 }

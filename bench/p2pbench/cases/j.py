@@ -1,8 +1,11 @@
-"""(j) tracker writes (create_group) over the tracker protocol (p2p-bench-client) on a tracker
-pair of its own (<tmp>/j/), --writes sequential ones, 100 per user on one connection each (a
-user may own at most 100 groups): writes/s and p50/p99 latency with the
-standby attached (synchronous replication) and with it killed (primary alone); the same for a
-read (list_groups), and the file system's fdatasync latency for scale. No target."""
+"""(j) tracker writes over the tracker protocol (p2p-bench-client) on a tracker pair of its own
+(<tmp>/j/): --writes create_group, 100 per user (a user may own at most 100 groups), one at a
+time over one connection, with the standby attached (synchronous replication) and with it
+killed (primary alone); the same for a read (list_groups), and the file system's fdatasync
+latency for scale. Then group commit: --writes file registrations (upload_file, up to 10,000
+per user) over one connection and over 16 concurrent connections (each one write at a time,
+one process for all, so the run is long enough to be steady), standby attached. Target: 16
+connections reach at least 3× the writes/s of one, with p99 at most 5 ms."""
 
 import os
 import signal
@@ -11,13 +14,17 @@ from pathlib import Path
 
 from ..cluster import TrackerPair
 from ..report import percentile
-from ..util import BenchError
+from ..util import BenchError, log
 from ..wire import TrackerClient
 
 LABEL = "(j) tracker write throughput and latency"
 
 # What a primary logs when its standby did not acknowledge a write in time.
 DROPPED = "standby did not acknowledge in time"
+# Concurrent connections of the concurrent run, and its target against one connection.
+CONCURRENT = 16
+TARGET_SPEEDUP = 3.0
+TARGET_P99 = 0.005
 
 
 def run(bench):
@@ -39,6 +46,8 @@ def run(bench):
         disk_before = fdatasync_latency(pair.dir)
         dropped = count_in(pair.log_path(primary), DROPPED)
         sync = timed(group_writes(client, "sync", n))
+        one = timed(file_writes(client, "one", n))
+        conc = timed(file_writes(client, "conc", n, CONCURRENT))
         dropped = count_in(pair.log_path(primary), DROPPED) - dropped
         st = pair.status(primary)
         if "standby attached" not in st["replication"]:
@@ -63,12 +72,29 @@ def run(bench):
         return (f"latency p50 {ms(t['p50'])} ms, p99 {ms(t['p99'])} ms, "
                 f"max {ms(t['max'])} ms")
 
+    warning = (f"; WARNING: the primary dropped the standby {dropped}× (no ack within its "
+               f"timeout), so some writes did not wait for it" if dropped else "")
     bench.row("j", f"(j) {n} sequential writes (create_group), standby attached",
               sync["total"], None,
               f"{sync['rate']:.0f} writes/s; {lat(sync)}; synchronous replication: each "
               f"answer waits for the standby's acknowledgement of the committed record"
-              + (f"; WARNING: the primary dropped the standby {dropped}× (no ack within "
-                 f"its timeout), so some writes did not wait for it" if dropped else ""))
+              + warning)
+    bench.row("j.w1", f"(j) {n} file registrations (upload_file) over 1 connection, standby "
+              f"attached", one["total"], None,
+              f"{one['rate']:.0f} writes/s; {lat(one)}; one write at a time" + warning)
+    speedup = conc["rate"] / one["rate"]
+    met = speedup >= TARGET_SPEEDUP and conc["p99"] <= TARGET_P99 and not dropped
+    bench.row("j.w16", f"(j) {n} file registrations (upload_file) over {CONCURRENT} concurrent "
+              f"connections, standby attached", conc["total"], None,
+              f"{conc['rate']:.0f} writes/s, {speedup:.1f}× one connection's; {lat(conc)}; "
+              f"each connection one write at a time; concurrent writes share a commit on each "
+              f"tracker and the standby's acknowledgement (target ≥ {TARGET_SPEEDUP:.0f}× and "
+              f"p99 ≤ {TARGET_P99 * 1000:.0f} ms)" + warning,
+              "yes" if met else "no")
+    log(f"(j) group commit: {CONCURRENT} connections {conc['rate']:.0f} writes/s, one "
+        f"{one['rate']:.0f} ({speedup:.1f}×, target ≥ {TARGET_SPEEDUP:.0f}×); p50 "
+        f"{ms(conc['p50'])} ms, p99 {ms(conc['p99'])} ms (target ≤ {TARGET_P99 * 1000:.0f} ms): "
+        f"target " + ("met" if met else "NOT met"))
     if dropped:
         bench.warn(f"(j): the primary dropped the standby {dropped}× during the synchronous "
                    f"writes ('{DROPPED}' in {pair.log_path(primary)})")
@@ -103,6 +129,31 @@ def group_writes(client, prefix, n):
     for (user, pw), count in zip(users, batches):
         group = f"{user}g{{k}}"
         result = client.timed(user, pw, {"op": "create_group", "group": group}, count)
+        total += result["total"]
+        latencies += result["latencies"]
+    return {"total": total, "latencies": latencies}
+
+
+# Files one user may add (the tracker's limit).
+FILES_PER_USER = 10_000
+
+
+def file_writes(client, prefix, n, connections=1):
+    """`n` upload_file writes of small files into a group of their own, over `connections`
+    concurrent connections (each one write at a time), at most `FILES_PER_USER` per user (and
+    per group; each user and its group made first, untimed); the timings added up as one
+    `TrackerClient.timed` result."""
+    per_user = FILES_PER_USER // connections * connections
+    batches = [min(per_user, n - start) for start in range(0, n, per_user)]
+    total, latencies = 0.0, []
+    for b, count in enumerate(batches):
+        user, pw = f"{prefix}{b}", f"bench-{prefix}{b}-pw-4821"
+        group = f"{user}g"
+        client.call({"op": "create_user", "user": user, "password": pw})
+        client.call({"op": "create_group", "group": group}, user, pw)
+        upload = {"op": "upload_file", "group": group, "port": 7000,
+                  "file": {"name": "f{k}", "size": 1, "sha1": "a" * 40, "pieces": ["b" * 40]}}
+        result = client.timed(user, pw, upload, count, connections=connections)
         total += result["total"]
         latencies += result["latencies"]
     return {"total": total, "latencies": latencies}

@@ -67,6 +67,24 @@ pub async fn send(link: &mut Link, msg: ClusterMsg) -> Result<(), LinkError> {
         .map_err(unreachable)
 }
 
+/// Sends cluster messages in one write (as few TLS records and packets as they fit in), so the
+/// other tracker gets them together; it must accept them within [`SEND_TIMEOUT`].
+pub async fn send_all(
+    link: &mut Link,
+    msgs: impl IntoIterator<Item = ClusterMsg>,
+) -> Result<(), LinkError> {
+    let sending = async {
+        for msg in msgs {
+            link.feed(&ClusterFrame::new(msg)).await?;
+        }
+        link.flush().await
+    };
+    tokio::time::timeout(SEND_TIMEOUT, sending)
+        .await
+        .map_err(|_| unreachable("the other tracker stopped reading"))?
+        .map_err(unreachable)
+}
+
 /// Connects to the other tracker at `addr`, proves the cluster key both ways and says what we
 /// want. Returns the link and the other tracker's role and position.
 pub async fn connect(

@@ -4,7 +4,7 @@
 
 use super::Cluster;
 use super::counters::Counters;
-use super::link::{Link, recv, send};
+use super::link::{Link, recv, send, send_all};
 use crate::store::{RECORDS_READ_BYTES, SNAPSHOT_CHUNK_BYTES};
 use p2p_proto::cluster::{ClusterMsg, Position, SnapshotRow};
 use p2p_proto::{FrameError, cluster::ClusterFrame};
@@ -17,6 +17,8 @@ pub const HEARTBEAT: Duration = Duration::from_millis(500);
 pub const FOLLOWER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Records sent per batch.
 const BATCH: usize = 256;
+/// Fewer records than this, just committed, are read without a blocking thread.
+const INLINE_READ: u64 = 64;
 
 pub async fn serve_follower(cluster: &Cluster, mut link: Link, peer: SocketAddr, theirs: Position) {
     tracing::info!(%peer, last_seq = theirs.last_seq, "standby connected");
@@ -95,21 +97,31 @@ async fn stream(
         if next <= newest {
             let store = std::sync::Arc::clone(&cluster.store);
             let from = next;
-            let records = tokio::task::spawn_blocking(move || {
-                store.records_from(from, BATCH, RECORDS_READ_BYTES)
-            })
-            .await
-            .map_err(|e| e.to_string())?
+            let read = move || store.records_from(from, BATCH, RECORDS_READ_BYTES);
+            // The few records just committed are in redb's cache: read inline, cheaper than a
+            // hand-off to a blocking thread (and the acknowledgements are read sooner).
+            let records = if newest - next < INLINE_READ {
+                read()
+            } else {
+                tokio::task::spawn_blocking(read)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
             .map_err(|e| e.to_string())?;
             if records.is_empty() {
                 return Err(format!("log has no record {next}"));
             }
-            for record in records {
-                send(link, ClusterMsg::Record { record })
-                    .await
-                    .map_err(|e| e.to_string())?;
-                next += 1;
-            }
+            // In one write: a batch committed together reaches the standby together, and it
+            // applies it in one transaction.
+            next += records.len() as u64;
+            send_all(
+                link,
+                records
+                    .into_iter()
+                    .map(|record| ClusterMsg::Record { record }),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             continue;
         }
         tokio::select! {

@@ -1,12 +1,16 @@
 //! The standby's side of replication: follow the primary's log, applying each record (or a
-//! snapshot) in one transaction and acknowledging it once durable.
+//! snapshot) and acknowledging it once durable. The records that have already arrived when
+//! one is applied are applied with it, in one transaction (one commit), and acknowledged by
+//! the last one's seq: the primary commits concurrent writes together, and its standby keeps
+//! up the same way.
 
 use super::Cluster;
 use super::counters::Counters;
-use super::link::{connect, recv, send};
+use super::link::{Link, LinkError, connect, recv, send};
 use super::primary::FOLLOWER_TIMEOUT;
 use crate::log::LogRecord;
-use crate::store::SnapshotInstaller;
+use crate::store::{MAX_BATCH, SnapshotInstaller};
+use futures_util::FutureExt;
 use p2p_proto::cluster::{ClusterMsg, Purpose, Role};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,34 +36,57 @@ pub async fn follow(cluster: &Cluster, addr: SocketAddr) -> String {
     reason
 }
 
-async fn receive(cluster: &Cluster, link: &mut super::link::Link) -> String {
+async fn receive(cluster: &Cluster, link: &mut Link) -> String {
     // A snapshot being installed, chunk by chunk (dropping it mid-way changes nothing).
     let mut snapshot: Option<SnapshotInstaller> = None;
     // The primary may first export a snapshot of its whole state: allow it time for that.
     let mut wait = FIRST_MESSAGE_TIMEOUT;
+    // A message read while gathering records, to handle next; or why the link ended then.
+    let mut held: Option<Result<ClusterMsg, LinkError>> = None;
     loop {
         if cluster.shutdown.is_cancelled() {
             return "shutting down".into();
         }
-        let msg = tokio::select! {
-            _ = cluster.shutdown.cancelled() => return "shutting down".into(),
-            msg = recv(link, wait) => match msg {
-                Ok(m) => m,
-                Err(e) => return format!("primary link: {e}"),
+        let msg = match held.take() {
+            Some(m) => m,
+            None => tokio::select! {
+                _ = cluster.shutdown.cancelled() => return "shutting down".into(),
+                msg = recv(link, wait) => msg,
             },
+        };
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => return format!("primary link: {e}"),
         };
         wait = FOLLOWER_TIMEOUT;
         let ack = match msg {
             ClusterMsg::Record { record } => {
-                let record: LogRecord = match serde_json::from_value(record) {
-                    Ok(r) => r,
-                    Err(e) => return format!("unreadable record: {e}"),
+                let mut records = Vec::new();
+                let mut next = Some(record);
+                while let Some(record) = next.take() {
+                    match serde_json::from_value::<LogRecord>(record) {
+                        Ok(r) => records.push(r),
+                        Err(e) => return format!("unreadable record: {e}"),
+                    }
+                    if records.len() >= MAX_BATCH {
+                        break;
+                    }
+                    // Only what has arrived already: never wait for more.
+                    match recv(link, FOLLOWER_TIMEOUT).now_or_never() {
+                        None => {}
+                        Some(Ok(ClusterMsg::Record { record })) => next = Some(record),
+                        Some(other) => held = Some(other),
+                    }
+                }
+                let Some(seq) = records.last().map(|r| r.seq) else {
+                    continue;
                 };
-                let seq = record.seq;
                 let store = Arc::clone(&cluster.store);
-                match tokio::task::spawn_blocking(move || store.apply_replicated(&record)).await {
+                match tokio::task::spawn_blocking(move || store.apply_replicated_batch(&records))
+                    .await
+                {
                     Ok(Ok(())) => seq,
-                    Ok(Err(e)) => return format!("cannot apply record {seq}: {e}"),
+                    Ok(Err(e)) => return format!("cannot apply records up to {seq}: {e}"),
                     Err(e) => return e.to_string(),
                 }
             }

@@ -1,6 +1,6 @@
 //! One file per tracker command; [`dispatch`] is the one exhaustive match.
 //!
-//! Reads run on a snapshot; writes go through [`Store::write`] so each is one log record.
+//! Reads run on a snapshot; writes go through [`Ctx::write`] so each is one log record.
 //! Store calls block (redb), so they run on the blocking pool via [`Ctx::store`]. Who holds
 //! which file is not stored: it is the in-memory [`Swarm`], reached through [`Ctx::swarm`].
 //!
@@ -134,14 +134,19 @@ impl Ctx {
         op(&mut swarm)
     }
 
-    /// Applies one request as one log record (see [`Store::write`]), on the blocking pool.
+    /// Applies one request as one log record (see [`Store::write`]), through the store's
+    /// writer, which commits concurrent writes together ([`Store::submit`]). Inside
+    /// [`tracking_writes`] the log position the result rests on is noted, for the caller to
+    /// wait until the standby has it.
     pub async fn write(
         &self,
         request_id: &str,
         decide: impl FnOnce(&Tables<'_>) -> Result<Decision, ErrorReply> + Send + 'static,
     ) -> Result<TrackerReply, ErrorReply> {
-        let request_id = request_id.to_string();
-        self.store(move |s| s.write(&request_id, decide)).await
+        let written = self.store.submit(request_id, decide).await;
+        // Outside `tracking_writes` (no client waiting for an answer) nothing is noted.
+        let _ = WRITTEN.try_with(|w| w.set(w.get().max(written.seq)));
+        written.result
     }
 
     /// Runs a blocking store operation on the blocking pool.
@@ -154,6 +159,24 @@ impl Ctx {
             .await
             .map_err(|e| ErrorReply::internal(format!("store task failed: {e}")))?
     }
+}
+
+tokio::task_local! {
+    /// The newest log position the writes of the request being answered rest on.
+    static WRITTEN: std::cell::Cell<u64>;
+}
+
+/// Runs `answering` (the answer to one request) and returns its output with the newest log
+/// position its writes ([`Ctx::write`]) rest on: their own records, the records that answered
+/// their request ids first, or the state a refused write was decided on (0: none). The client
+/// may be answered once the standby holds that position.
+pub async fn tracking_writes<T>(answering: impl std::future::Future<Output = T>) -> (T, u64) {
+    WRITTEN
+        .scope(std::cell::Cell::new(0), async {
+            let output = answering.await;
+            (output, WRITTEN.with(std::cell::Cell::get))
+        })
+        .await
 }
 
 /// A logged-in caller.
@@ -423,3 +446,54 @@ fn validate_port(port: u16) -> Result<(), ErrorReply> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tracking_tests {
+    use super::*;
+
+    fn created(user: &str) -> Decision {
+        Decision {
+            entries: vec![LogEntry::UserCreated {
+                user: user.into(),
+                password_hash: "h".into(),
+            }],
+            reply: TrackerReply::Done,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_learns_the_log_position_its_writes_rest_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let ctx = Ctx::new(store, 1, 1, Policy::default());
+        // Outside a request nothing is noted (and nothing fails).
+        assert_eq!(
+            ctx.write("r1", |_| Ok(created("a"))).await,
+            Ok(TrackerReply::Done)
+        );
+        assert_eq!(
+            ctx.write("r2", |_| Ok(created("b"))).await,
+            Ok(TrackerReply::Done)
+        );
+        let (reply, seq) = tracking_writes(ctx.write("r3", |_| Ok(created("c")))).await;
+        assert_eq!((reply, seq), (Ok(TrackerReply::Done), 3));
+        // A retry rests on the original's record, not on the newest one.
+        let (reply, seq) = tracking_writes(ctx.write("r1", |_| Ok(created("x")))).await;
+        assert_eq!((reply, seq), (Ok(TrackerReply::Done), 1));
+        // A refused write rests on the state it was refused on; a request that writes
+        // nothing on nothing.
+        let (reply, seq) =
+            tracking_writes(ctx.write("r4", |_| Err(ErrorReply::invalid("no")))).await;
+        assert!(reply.is_err());
+        assert_eq!(seq, 3);
+        let (_, seq) = tracking_writes(async { Ok::<_, ErrorReply>(()) }).await;
+        assert_eq!(seq, 0);
+        // Several writes of one request: the newest.
+        let (_, seq) = tracking_writes(async {
+            let _ = ctx.write("r5", |_| Ok(created("e"))).await;
+            ctx.write("r2", |_| Ok(created("y"))).await
+        })
+        .await;
+        assert_eq!(seq, 4);
+    }
+}

@@ -4,18 +4,35 @@
 
 use super::compact::{LogKeep, trim};
 use super::error::{StoreError, db_err};
-use super::tables::{LAST_EPOCH, LAST_SEQ, LOG, REQUEST_IDS, Tables, to_json};
+use super::tables::{LAST_EPOCH, LAST_SEQ, LOG, META, REQUEST_IDS, Tables, to_json};
 use super::tables::{SESSION_SECRET, SIGNING_KEY};
 use crate::log::{LogEntry, LogRecord};
 use crate::records::{FileRecord, GroupRecord, SessionRecord, UserRecord, legacy_group_id};
 use redb::{Table, WriteTransaction};
+
+/// The log's tables, open in a write transaction: opened once for every record of a batch.
+pub(crate) struct LogTables<'txn> {
+    pub(crate) log: Table<'txn, u64, &'static [u8]>,
+    pub(crate) ids: Table<'txn, &'static str, u64>,
+    pub(crate) meta: Table<'txn, &'static str, u64>,
+}
+
+impl<'txn> LogTables<'txn> {
+    pub(crate) fn open(txn: &'txn WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Self {
+            log: txn.open_table(LOG).map_err(db_err)?,
+            ids: txn.open_table(REQUEST_IDS).map_err(db_err)?,
+            meta: txn.open_table(META).map_err(db_err)?,
+        })
+    }
+}
+
 /// Applies `record` to the state tables and appends it to the log, advancing `meta`, and trims
 /// the log to `keep`: the one way the state changes, on the primary (`Store::write`) and on
 /// the standby alike.
 pub(crate) fn append(
-    txn: &WriteTransaction,
     tables: &mut Tables<'_>,
-    meta: &mut Table<'_, &'static str, u64>,
+    log: &mut LogTables<'_>,
     record: &LogRecord,
     keep: &LogKeep,
 ) -> Result<(), StoreError> {
@@ -23,17 +40,13 @@ pub(crate) fn append(
         apply(tables, entry)?;
     }
     let raw = to_json(record);
-    txn.open_table(LOG)
-        .map_err(db_err)?
-        .insert(record.seq, raw.as_slice())
-        .map_err(db_err)?;
-    txn.open_table(REQUEST_IDS)
-        .map_err(db_err)?
+    log.log.insert(record.seq, raw.as_slice()).map_err(db_err)?;
+    log.ids
         .insert(record.request_id.as_str(), record.seq)
         .map_err(db_err)?;
-    meta.insert(LAST_SEQ, record.seq).map_err(db_err)?;
-    meta.insert(LAST_EPOCH, record.epoch).map_err(db_err)?;
-    trim(txn, meta, keep, raw.len() as u64)?;
+    log.meta.insert(LAST_SEQ, record.seq).map_err(db_err)?;
+    log.meta.insert(LAST_EPOCH, record.epoch).map_err(db_err)?;
+    trim(log, keep, raw.len() as u64)?;
     Ok(())
 }
 

@@ -4,8 +4,9 @@
 //! same way; a standby that needs a record the primary no longer holds gets a snapshot, and a
 //! request retried after its record left the tail is treated as new.
 
+use super::apply::LogTables;
 use super::error::{StoreError, db_err};
-use super::tables::{LOG, REQUEST_IDS, meta_value};
+use super::tables::{LOG, meta_value};
 use redb::{ReadableTable, ReadableTableMetadata, Table, WriteTransaction};
 use serde::Deserialize;
 
@@ -57,17 +58,15 @@ struct RequestIdOnly {
     request_id: String,
 }
 
-/// After a record of `added` bytes was appended in `txn`: removes the oldest records beyond
+/// After a record of `added` bytes was appended to `log`: removes the oldest records beyond
 /// `keep` (at most [`BATCH`]) with their request ids. Returns how many it removed.
 pub(crate) fn trim(
-    txn: &WriteTransaction,
-    meta: &mut Table<'_, &'static str, u64>,
+    tables: &mut LogTables<'_>,
     keep: &LogKeep,
     added: u64,
 ) -> Result<usize, StoreError> {
+    let LogTables { log, ids, meta } = tables;
     let mut bytes = meta_value(meta, LOG_BYTES)?.saturating_add(added);
-    let mut log = txn.open_table(LOG).map_err(db_err)?;
-    let mut ids = txn.open_table(REQUEST_IDS).map_err(db_err)?;
     let mut removed = 0;
     while removed < BATCH {
         let len = log.len().map_err(db_err)?;
@@ -125,7 +124,7 @@ impl super::Store {
 mod tests {
     use super::*;
     use crate::log::LogEntry;
-    use crate::store::{Decision, Store};
+    use crate::store::{Decision, REQUEST_IDS, Store};
     use p2p_proto::tracker::TrackerReply;
 
     fn create_user(store: &Store, request_id: &str, user: &str, pad: usize) -> TrackerReply {

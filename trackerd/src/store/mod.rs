@@ -13,7 +13,9 @@
 //!   "must re-sync" marker)
 //!
 //! Submodules: `tables` (definitions and typed access), `apply` (a record's entries applied and
-//! the record appended: the one way the state changes), `compact` (the log's bounded tail),
+//! the record appended: the one way the state changes), `batch` (many requests' records in one
+//! transaction and one commit), `writer` (the thread that batches the writes of client
+//! requests: group commit), `compact` (the log's bounded tail),
 //! `open` (opening with an integrity check, moving a corrupt file aside), `replica` (what
 //! replication needs), `snapshot` (the whole state streamed in bounded chunks), `error`.
 //!
@@ -23,6 +25,7 @@
 //! [`Store::reopen`] tries to get a writable database back.
 
 mod apply;
+mod batch;
 mod compact;
 mod error;
 mod migrate;
@@ -30,13 +33,16 @@ mod open;
 mod replica;
 mod snapshot;
 mod tables;
+mod writer;
 
+pub use batch::{Decide, Request, Written};
 pub use compact::{LogKeep, LogTail};
 pub use error::StoreError;
 pub use open::Resync;
 pub use replica::RECORDS_READ_BYTES;
 pub use snapshot::{SNAPSHOT_CHUNK_BYTES, SnapshotInstaller, SnapshotPart};
 pub use tables::{ReadTables, TableSet, Tables};
+pub use writer::MAX_BATCH;
 
 pub(crate) use apply::append;
 pub(crate) use error::db_err;
@@ -45,13 +51,14 @@ pub(crate) use tables::{
     USERS, meta_value, open_tables,
 };
 
-use crate::log::{LogEntry, LogRecord};
+use crate::log::LogEntry;
 use ed25519_dalek::SigningKey;
 use p2p_proto::ErrorReply;
 use p2p_proto::tracker::TrackerReply;
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use tokio::sync::watch;
 
 /// File name of the database inside the data directory.
@@ -73,6 +80,11 @@ pub struct Store {
     keep: LogKeep,
     /// The last applied sequence number, for the replication sender to wait on.
     pub(crate) last_seq: watch::Sender<u64>,
+    /// The queue of the writer thread (see `writer`), once started.
+    writer: Mutex<Option<tokio::sync::mpsc::Sender<writer::Job>>>,
+    /// Batches the writer wrote, and the requests in them.
+    batches: AtomicU64,
+    batched: AtomicU64,
 }
 
 impl Store {
@@ -93,6 +105,9 @@ impl Store {
             fault: watch::Sender::new(None),
             keep,
             last_seq: watch::Sender::new(0),
+            writer: Mutex::new(None),
+            batches: AtomicU64::new(0),
+            batched: AtomicU64::new(0),
         };
         store.last_seq.send_replace(store.last_seq()?);
         Ok(store)
@@ -221,7 +236,8 @@ impl Store {
         f(&tables)
     }
 
-    /// Applies one client request as one log record, in one transaction.
+    /// Applies one client request as one log record, in one transaction (a batch of one; see
+    /// [`Store::submit`] for the writes of client requests, which share commits).
     ///
     /// If `request_id` was applied before, its recorded reply is returned and nothing changes.
     /// Otherwise `decide` looks at the current state and returns the changes to make (or an
@@ -232,57 +248,28 @@ impl Store {
         request_id: &str,
         decide: impl FnOnce(&Tables<'_>) -> Result<Decision, ErrorReply>,
     ) -> Result<TrackerReply, ErrorReply> {
-        let txn = self.begin_write()?;
-        if let Some(earlier) = self.replay(&txn, request_id)? {
-            return Ok(earlier);
-        }
-        let reply = {
-            let mut tables = open_tables(&txn)?;
-            let decision = decide(&tables)?;
-            if decision.entries.is_empty() {
-                return Ok(decision.reply);
-            }
-            let mut meta = txn.open_table(META).map_err(db_err)?;
-            let seq = meta_value(&meta, LAST_SEQ)?
-                .checked_add(1)
-                .ok_or_else(|| ErrorReply::internal("the log's sequence numbers are used up"))?;
-            let epoch = meta_value(&meta, EPOCH)?;
-            let record = LogRecord {
-                seq,
-                epoch,
-                request_id: request_id.to_string(),
-                entries: decision.entries,
-                reply: decision.reply,
-            };
-            self.writing(|| append(&txn, &mut tables, &mut meta, &record, &self.keep))?;
-            (seq, record.reply)
+        let request = Request {
+            request_id: request_id.to_string(),
+            decide: Box::new(decide),
         };
-        self.commit(txn)?;
-        self.last_seq.send_replace(reply.0);
-        Ok(reply.1)
+        self.write_batch(vec![request]).pop().map_or_else(
+            || Err(ErrorReply::internal("a write went missing")),
+            |w| w.result,
+        )
     }
 
-    /// The reply recorded for `request_id`, if it was applied before (and its record is still
-    /// in the log's tail).
-    fn replay(
-        &self,
-        txn: &WriteTransaction,
-        request_id: &str,
-    ) -> Result<Option<TrackerReply>, StoreError> {
-        let ids = txn.open_table(REQUEST_IDS).map_err(db_err)?;
-        let Some(seq) = ids.get(request_id).map_err(db_err)?.map(|g| g.value()) else {
-            return Ok(None);
-        };
-        let log = txn.open_table(LOG).map_err(db_err)?;
-        let Some(raw) = log.get(seq).map_err(db_err)? else {
-            return Ok(None);
-        };
-        let record: LogRecord =
-            serde_json::from_slice(raw.value()).map_err(|e| StoreError::Corrupt {
-                table: "log",
-                reason: e.to_string(),
-            })?;
-        Ok(Some(record.reply))
+    /// Counts a batch of `requests` written by the writer.
+    fn counted_batch(&self, requests: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.batched.fetch_add(requests as u64, Ordering::Relaxed);
+    }
+
+    /// Batches the writer has written, and the requests in them.
+    pub fn batch_counts(&self) -> (u64, u64) {
+        (
+            self.batches.load(Ordering::Relaxed),
+            self.batched.load(Ordering::Relaxed),
+        )
     }
 
     /// Makes the trackers' shared secrets (the grant-signing key, the session secret) if they

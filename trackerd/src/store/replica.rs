@@ -2,6 +2,7 @@
 //! a sequence number, and applying a record received from the primary. (Snapshots, for a
 //! standby too far behind or diverged, are in `snapshot`.)
 
+use super::apply::LogTables;
 use super::{
     EPOCH, LAST_EPOCH, LAST_SEQ, LEADER, LOG, META, Store, StoreError, append, db_err, meta_value,
     open_tables,
@@ -93,20 +94,85 @@ impl Store {
 
     /// Applies a record received from the primary, in one transaction. It must be the next one.
     pub fn apply_replicated(&self, record: &LogRecord) -> Result<(), StoreError> {
+        self.apply_replicated_batch(std::slice::from_ref(record))
+    }
+
+    /// Applies records received from the primary, in order, in one transaction (one commit for
+    /// all of them). Each must follow the one before it, the first our last.
+    pub fn apply_replicated_batch(&self, records: &[LogRecord]) -> Result<(), StoreError> {
+        let Some(newest) = records.last() else {
+            return Ok(());
+        };
         let txn = self.begin_write()?;
         self.writing(|| {
-            let mut meta = txn.open_table(META).map_err(db_err)?;
-            let last = meta_value(&meta, LAST_SEQ)?;
-            if last.checked_add(1) != Some(record.seq) {
-                return Err(corrupt(
-                    "log",
-                    format!("replicated record {} does not follow {last}", record.seq),
-                ));
+            let mut log = LogTables::open(&txn)?;
+            let mut tables = open_tables(&txn)?;
+            for record in records {
+                let last = meta_value(&log.meta, LAST_SEQ)?;
+                if last.checked_add(1) != Some(record.seq) {
+                    return Err(corrupt(
+                        "log",
+                        format!("replicated record {} does not follow {last}", record.seq),
+                    ));
+                }
+                append(&mut tables, &mut log, record, &self.keep)?;
             }
-            append(&txn, &mut open_tables(&txn)?, &mut meta, record, &self.keep)
+            Ok(())
         })?;
         self.commit(txn)?;
-        self.last_seq.send_replace(record.seq);
+        self.last_seq.send_replace(newest.seq);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Decision, Request};
+    use super::*;
+    use crate::log::LogEntry;
+    use p2p_proto::tracker::TrackerReply;
+
+    fn records(store: &Store) -> Vec<LogRecord> {
+        store
+            .records_from(1, 1000, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|r| serde_json::from_value(r).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn records_are_applied_in_one_batch_or_not_at_all() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (primary, standby) = (
+            Store::open(a.path()).unwrap(),
+            Store::open(b.path()).unwrap(),
+        );
+        let requests = (0..5)
+            .map(|i| Request {
+                request_id: format!("r{i}"),
+                decide: Box::new(move |_| {
+                    Ok(Decision {
+                        entries: vec![LogEntry::UserCreated {
+                            user: format!("u{i}"),
+                            password_hash: "h".into(),
+                        }],
+                        reply: TrackerReply::Done,
+                    })
+                }),
+            })
+            .collect();
+        primary.write_batch(requests);
+        let log = records(&primary);
+        standby.apply_replicated_batch(&log[..3]).unwrap();
+        assert_eq!(standby.last_seq().unwrap(), 3);
+        // A gap in the middle: nothing of the batch is applied.
+        let gapped = [log[3].clone(), log[3].clone()];
+        assert!(standby.apply_replicated_batch(&gapped).is_err());
+        assert_eq!(standby.last_seq().unwrap(), 3);
+        assert!(standby.read(|t| Ok(t.user("u3")?)).unwrap().is_none());
+        standby.apply_replicated_batch(&log[3..]).unwrap();
+        assert_eq!(records(&standby), log);
+        assert_eq!(*standby.subscribe().borrow(), 5);
     }
 }

@@ -86,6 +86,18 @@ pub struct Listening {
     pub ipv6: Vec<Ipv6Addr>,
 }
 
+/// Whether `ip` is a unicast address routed on the internet: not loopback, link-local,
+/// unique-local, multicast, unspecified or IPv4-mapped. Only those are announced and listed.
+pub fn is_global_ipv6(ip: &Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || (first & 0xffc0) == 0xfe80
+        || (first & 0xfe00) == 0xfc00
+        || ip.to_ipv4_mapped().is_some())
+}
+
 /// Most IPv6 addresses one announcement may list; the rest is ignored.
 pub const MAX_IPV6: usize = 4;
 

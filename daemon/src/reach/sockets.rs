@@ -68,21 +68,11 @@ pub fn global_ipv6() -> Vec<std::net::Ipv6Addr> {
     };
     let mut found: Vec<std::net::Ipv6Addr> = addrs
         .filter_map(|a| a.address?.as_sockaddr_in6().map(|s| s.ip()))
-        .filter(is_global6)
+        .filter(p2p_proto::reach::is_global_ipv6)
         .collect();
     found.sort();
     found.dedup();
     found
-}
-
-fn is_global6(ip: &std::net::Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    !(ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        || (first & 0xffc0) == 0xfe80
-        || (first & 0xfe00) == 0xfc00
-        || ip.to_ipv4_mapped().is_some())
 }
 
 #[cfg(test)]
@@ -104,9 +94,14 @@ mod tests {
 
     #[test]
     fn only_global_ipv6_addresses_count() {
-        assert!(is_global6(&"2001:db8:1::2".parse().unwrap()));
+        assert!(p2p_proto::reach::is_global_ipv6(
+            &"2001:db8:1::2".parse().unwrap()
+        ));
         for ip in ["::1", "fe80::1", "fd12::1", "::ffff:1.2.3.4", "ff02::1"] {
-            assert!(!is_global6(&ip.parse().unwrap()), "{ip}");
+            assert!(
+                !p2p_proto::reach::is_global_ipv6(&ip.parse().unwrap()),
+                "{ip}"
+            );
         }
     }
 }

@@ -87,7 +87,7 @@ impl Places {
         let ipv6: Vec<SocketAddr> = listening
             .ipv6
             .iter()
-            .filter(|ip| is_global6(ip))
+            .filter(|ip| p2p_proto::reach::is_global_ipv6(ip))
             .take(MAX_IPV6)
             .map(|ip| SocketAddr::new(IpAddr::V6(*ip), port))
             .collect();
@@ -203,18 +203,6 @@ impl Places {
             .retain(|_, p| now.saturating_duration_since(p.seen) < PLACE_TTL);
         before - self.by_user.len()
     }
-}
-
-/// A unicast address routed on the internet: not loopback, link-local, unique-local,
-/// multicast or unspecified.
-fn is_global6(ip: &std::net::Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    !(ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        || (first & 0xffc0) == 0xfe80
-        || (first & 0xfe00) == 0xfc00
-        || ip.to_ipv4_mapped().is_some())
 }
 
 #[cfg(test)]

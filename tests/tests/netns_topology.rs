@@ -12,7 +12,7 @@
 use p2p_e2e::netns::{
     Home, HomeId, Internet, Netns, UPNP_HTTP_PORT, accept_within, has_pending, have_client,
 };
-use p2p_e2e::{run_bounded, wait_for};
+use p2p_e2e::wait_for;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Barrier;
@@ -67,18 +67,7 @@ fn blocked(from: &Netns, to: SocketAddr) {
 /// Runs `program args` in `ns` and checks it exits 0; returns its stdout.
 #[track_caller]
 fn run_ok(ns: &Netns, program: &str, args: &[&str]) -> String {
-    let mut cmd = ns.command(program);
-    cmd.args(args);
-    let out = run_bounded(&mut cmd, None, CLIENT);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{program} {args:?} in {} exited with {}; stdout: {stdout}; stderr: {}",
-        ns.name(),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    ns.run_ok(program, args, CLIENT)
 }
 
 #[test]

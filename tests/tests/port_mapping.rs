@@ -243,18 +243,7 @@ fn upnp_entries(home: &Home) -> Vec<Entry> {
 /// Runs `program args` in `ns` and checks it exits 0; returns its stdout.
 #[track_caller]
 fn run_ok(ns: &Netns, program: &str, args: &[&str]) -> String {
-    let mut cmd = ns.command(program);
-    cmd.args(args);
-    let out = run_bounded(&mut cmd, None, CLIENT);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{program} {args:?} in {} exited with {}; stdout: {stdout}; stderr: {}",
-        ns.name(),
-        out.status,
-        stderr_of(&out)
-    );
-    stdout
+    ns.run_ok(program, args, CLIENT)
 }
 
 /// A TLS connection from the public network to `to` reaches the daemon: the listener there

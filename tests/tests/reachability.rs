@@ -292,13 +292,8 @@ fn a_port_forward_made_by_hand_is_announced_with_public_addr() {
             ),
             format!("add rule inet filter miniupnpd ip daddr {host} tcp dport {PEER_PORT} accept"),
         ] {
-            let out = home
-                .router()
-                .command("nft")
-                .args(rule.split_whitespace())
-                .output()
-                .expect("cannot run nft");
-            assert!(out.status.success(), "nft {rule}: {out:?}");
+            let args: Vec<&str> = rule.split_whitespace().collect();
+            home.router().run_ok("nft", &args, REACH_TIMEOUT);
         }
     };
     let Some(world) = World::build_with(forward, |net, home| match home {

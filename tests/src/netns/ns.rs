@@ -35,6 +35,24 @@ impl Netns {
         cmd
     }
 
+    /// Runs `program args` inside the namespace, bounded by `timeout`, and checks it exits 0;
+    /// returns its stdout.
+    #[track_caller]
+    pub fn run_ok(&self, program: &str, args: &[&str], timeout: std::time::Duration) -> String {
+        let mut cmd = self.command(program);
+        cmd.args(args);
+        let out = crate::process::run_bounded(&mut cmd, None, timeout);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{program} {args:?} in {} exited with {}; stdout: {stdout}; stderr: {}",
+            self.name,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
     /// Starts `program args` inside the namespace as a long-running process, its stdout and
     /// stderr in `log`; killed when the returned value is dropped.
     pub fn spawn<S: AsRef<OsStr>>(

@@ -415,6 +415,26 @@ fn not_a_member(group: &str) -> ErrorReply {
     )
 }
 
+/// Checks that `user` is a member of `group` and that the group has a file `name` (both
+/// names validated first), reading the store once.
+async fn check_member_file(
+    ctx: &Ctx,
+    user: &str,
+    group: &str,
+    name: &str,
+) -> Result<FileRecord, ErrorReply> {
+    p2p_proto::ids::validate_id("group id", group)?;
+    validate_file_name(name)?;
+    let (g, n, u) = (group.to_string(), name.to_string(), user.to_string());
+    ctx.store(move |s| {
+        s.read(|t| {
+            member_group(t, &g, &u)?;
+            existing_file(t, &g, &n)
+        })
+    })
+    .await
+}
+
 /// The file named in `group`, or a `not_found` error.
 fn existing_file(
     tables: &TableSet<impl ReadableTable<&'static str, &'static [u8]>>,

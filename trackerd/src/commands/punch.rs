@@ -9,9 +9,8 @@
 //!
 //! [`POLL_EVERY`]: p2p_proto::reach::POLL_EVERY
 
-use super::{Caller, Ctx, existing_file, member_group, validate_file_name};
+use super::{Caller, Ctx, check_member_file};
 use p2p_proto::identity::Fingerprint;
-use p2p_proto::ids::validate_id;
 use p2p_proto::reach::{Invite, InviteKind};
 use p2p_proto::tracker::TrackerReply;
 use p2p_proto::{ErrorKind, ErrorReply};
@@ -26,17 +25,7 @@ pub async fn run(
     name: String,
     peer: Fingerprint,
 ) -> Result<TrackerReply, ErrorReply> {
-    validate_id("group id", &group)?;
-    validate_file_name(&name)?;
-    let (g, n, user) = (group.clone(), name.clone(), caller.user.clone());
-    ctx.store(move |s| {
-        s.read(|t| {
-            member_group(t, &g, &user)?;
-            existing_file(t, &g, &n)?;
-            Ok(())
-        })
-    })
-    .await?;
+    check_member_file(ctx, &caller.user, &group, &name).await?;
     let now = Instant::now();
     let holder = ctx
         .swarm(|s| s.peers(&group, &name, now))
